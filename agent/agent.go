@@ -1,0 +1,280 @@
+// Package agent is clbd, the daemon beside haproxy: it serves the registration API, keeps the
+// membership durable, and applies every change to haproxy through one reconciler goroutine
+// (render → haproxy -c → atomic install → reload, with a last-known-good copy to fall back on).
+//
+// It runs haproxy one of two ways. External: write the -o file and run --reload-cmd, the 2010
+// way. Managed: clbd starts haproxy itself in master-worker mode, with its config and sockets
+// in the state dir, and reloads it through the master socket.
+package agent
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/sync/errgroup"
+
+	"clb/internal/auth"
+	"clb/internal/haproxy"
+	"clb/internal/store"
+)
+
+// Files clbd keeps in its state dir.
+const (
+	lastGoodName     = "haproxy.cfg.last-good"
+	managedCfgName   = "haproxy.cfg"
+	adminSocketName  = "haproxy-admin.sock"
+	passwordFileName = "password"
+)
+
+// Version is clbd's version, set at build time with -ldflags "-X clb/agent.Version=...".
+var Version = "dev"
+
+// Options are what the command line passes besides the config.
+type Options struct {
+	// ConfigPath is the config file to watch and hot-reload, empty for none.
+	ConfigPath string
+	// Reload re-reads the config file with the command line's flags laid over it again.
+	Reload func() (*Config, error)
+	Logger *slog.Logger
+	// Ready, if set, is closed when the API is listening and haproxy has its config.
+	Ready chan<- net.Addr
+}
+
+// Agent is a running clbd.
+type Agent struct {
+	opts     Options
+	log      *slog.Logger
+	cfg      atomic.Pointer[Config]
+	store    *store.Store
+	verifier *auth.Verifier
+	rec      *reconciler
+	managed  *haproxy.Managed
+	started  time.Time
+	version  string
+	restart  atomic.Bool
+	cancel   context.CancelFunc
+}
+
+// New checks cfg and prepares an agent; nothing runs until Run.
+func New(cfg *Config, opts Options) (*Agent, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.NewTextHandler(os.Stderr, nil))
+	}
+	a := &Agent{opts: opts, log: opts.Logger}
+	a.cfg.Store(cfg)
+	return a, nil
+}
+
+func (a *Agent) config() *Config { return a.cfg.Load() }
+
+// Restart stops the agent like a cancel, but leaves a managed haproxy running so that the
+// process that replaces this one (see Reexec) adopts it without a gap in traffic.
+func (a *Agent) Restart() {
+	a.restart.Store(true)
+	if a.managed != nil {
+		a.managed.Detach()
+	}
+	if a.cancel != nil {
+		a.cancel()
+	}
+}
+
+// Restarting reports whether Run ended because of Restart.
+func (a *Agent) Restarting() bool { return a.restart.Load() }
+
+// OutputPath is where the rendered config goes: -o, or in managed mode the state dir unless
+// -o was given.
+func OutputPath(cfg *Config, outputSet bool) string {
+	if cfg.Managed && !outputSet {
+		return filepath.Join(cfg.StateDir, managedCfgName)
+	}
+	return cfg.Output
+}
+
+// Run serves until ctx ends. Everything runs under one errgroup; the first failure stops all.
+func (a *Agent) Run(ctx context.Context) error {
+	ctx, a.cancel = context.WithCancel(ctx)
+	defer a.cancel()
+	cfg := a.config()
+	a.started = time.Now()
+	if err := os.MkdirAll(cfg.StateDir, 0o750); err != nil {
+		return fmt.Errorf("create state dir: %w", err)
+	}
+	st, err := store.Open(cfg.StateDir)
+	if err != nil {
+		return err
+	}
+	a.store = st
+	keys, err := a.loadKeys(cfg)
+	if err != nil {
+		return err
+	}
+	a.verifier = auth.New(keys)
+	if v, err := haproxy.Version(ctx, cfg.Haproxy); err != nil {
+		return fmt.Errorf("haproxy binary %q: %w", cfg.Haproxy, err)
+	} else {
+		a.version = v
+	}
+
+	a.rec = &reconciler{
+		log: a.log, store: st, config: a.config, tmplDir: cfg.Templates, output: cfg.Output,
+		lastGood: filepath.Join(cfg.StateDir, lastGoodName), bin: cfg.Haproxy,
+		quiet: cfg.ApplyQuiet, maxWait: cfg.ApplyMaxWait, kick: make(chan struct{}, 1),
+	}
+	if cfg.Managed {
+		a.rec.admin = filepath.Join(cfg.StateDir, adminSocketName)
+		a.managed = haproxy.New(haproxy.Options{Binary: cfg.Haproxy, ConfigPath: cfg.Output, Dir: cfg.StateDir, Logger: a.log.With("component", "haproxy")})
+		a.rec.reloader = a.managed
+	} else if cfg.ReloadCmd != "" {
+		r, err := newCommandReloader(cfg.ReloadCmd, cfg.ReloadTimeout)
+		if err != nil {
+			return err
+		}
+		a.rec.reloader = r
+		a.rec.running = true
+	}
+	a.rec.loadInstalled()
+	if res := a.rec.apply(ctx); res.Err != nil {
+		if err := a.fallBackToLastGood(); err != nil {
+			return fmt.Errorf("first apply: %w; %w", res.Err, err)
+		}
+	}
+
+	ln, err := net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		return fmt.Errorf("listen: %w", err)
+	}
+	srv := &http.Server{
+		Handler:           newAPI(a),
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		WriteTimeout:      cfg.RequestTimeout + 10*time.Second,
+		IdleTimeout:       2 * time.Minute,
+		ErrorLog:          slog.NewLogLogger(a.log.Handler(), slog.LevelWarn),
+	}
+
+	g, ctx := errgroup.WithContext(ctx)
+	if a.managed != nil {
+		g.Go(func() error { return a.managed.Run(ctx) })
+		if err := a.managed.WaitReady(ctx); err != nil {
+			ln.Close()
+			a.cancel()
+			return errors.Join(fmt.Errorf("start haproxy: %w", err), g.Wait())
+		}
+		a.rec.setRunning(true)
+		a.log.Info("haproxy running", "pid", a.managed.Pid(), "path", cfg.Output)
+	}
+	g.Go(func() error { return a.rec.Run(ctx) })
+	g.Go(func() error { return a.watch(ctx) })
+	g.Go(func() error {
+		if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+			return fmt.Errorf("serve API: %w", err)
+		}
+		return nil
+	})
+	g.Go(func() error {
+		<-ctx.Done()
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		return srv.Shutdown(sctx)
+	})
+	a.log.Info("clbd listening", "addr", ln.Addr().String(), "managed", cfg.Managed, "output", cfg.Output, "state_dir", cfg.StateDir)
+	if a.opts.Ready != nil {
+		a.opts.Ready <- ln.Addr()
+	}
+	err = g.Wait()
+	if errors.Is(err, context.Canceled) {
+		err = nil
+	}
+	return err
+}
+
+// fallBackToLastGood installs the last-known-good config when the first apply failed and the
+// output holds nothing usable, so that a managed haproxy can still start.
+func (a *Agent) fallBackToLastGood() error {
+	cfg := a.config()
+	if _, err := os.Stat(cfg.Output); err == nil {
+		return nil
+	}
+	data, err := os.ReadFile(a.rec.lastGood)
+	if err != nil {
+		if !cfg.Managed {
+			return nil
+		}
+		return fmt.Errorf("no last-known-good config to start haproxy with: %w", err)
+	}
+	a.log.Warn("starting from the last-known-good config", "path", a.rec.lastGood)
+	if err := os.WriteFile(cfg.Output, data, 0o644); err != nil {
+		return fmt.Errorf("restore last-known-good config: %w", err)
+	}
+	a.rec.loadInstalled()
+	return nil
+}
+
+// loadKeys reads the shared password as key "default". With no password file configured,
+// clbd uses <state-dir>/password, generating a random one on first start (the quick start's
+// dev password; the log says where it is).
+func (a *Agent) loadKeys(cfg *Config) (auth.Keys, error) {
+	path := cfg.PasswordFile
+	if path == "" {
+		path = filepath.Join(cfg.StateDir, passwordFileName)
+		if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) {
+			b := make([]byte, 24)
+			if _, err := rand.Read(b); err != nil {
+				return nil, err
+			}
+			if err := os.WriteFile(path, []byte(hex.EncodeToString(b)+"\n"), 0o600); err != nil {
+				return nil, fmt.Errorf("generate password: %w", err)
+			}
+			a.log.Warn("no password_file configured: generated a password for key \"default\"", "path", path)
+		}
+	}
+	pw, err := auth.ReadPasswordFile(path)
+	if err != nil {
+		return nil, err
+	}
+	a.log.Info("API key loaded", "key", "default", "path", path)
+	return auth.StaticKeys{"default": auth.DeriveKey(pw)}, nil
+}
+
+// Status is what GET /v1/status answers.
+type Status struct {
+	LastApply      ApplyStatus `json:"last_apply"`
+	PendingChanges int         `json:"pending_changes"`
+	Reloads        uint64      `json:"reloads"`
+	ApplyFailures  uint64      `json:"apply_failures"`
+	HaproxyVersion string      `json:"haproxy_version"`
+	Mode           string      `json:"mode"`
+	Output         string      `json:"output"`
+	Template       string      `json:"template"`
+	HaproxyPID     int         `json:"haproxy_pid,omitempty"`
+	Version        string      `json:"clbd_version"`
+	Uptime         string      `json:"uptime"`
+}
+
+func (a *Agent) status() Status {
+	last, reloads, failures := a.rec.lastStatus()
+	cfg := a.config()
+	s := Status{
+		LastApply: last, PendingChanges: a.rec.pending(), Reloads: reloads, ApplyFailures: failures,
+		HaproxyVersion: a.version, Mode: "external", Output: cfg.Output, Version: Version,
+		Uptime: time.Since(a.started).Round(time.Second).String(), Template: templateSource(cfg.Templates),
+	}
+	if a.managed != nil {
+		s.Mode, s.HaproxyPID = "managed", a.managed.Pid()
+	}
+	return s
+}
