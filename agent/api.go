@@ -375,4 +375,3 @@ func (h *api) getService(r *http.Request, _ []byte) (int, any, error) {
 func (h *api) getStatus(r *http.Request, _ []byte) (int, any, error) {
 	return http.StatusOK, h.a.status(), nil
 }
-
