@@ -1,0 +1,108 @@
+package agent
+
+import (
+	"bytes"
+	"context"
+	"flag"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"gopkg.in/yaml.v3"
+
+	"clb/internal/haproxy"
+	"clb/internal/model"
+	"clb/internal/render"
+	"clb/internal/store"
+)
+
+var update = flag.Bool("update", false, "rewrite golden files")
+
+// renderCase is testdata/render/<case>.json: services (none = the built-in default config)
+// and members by service.
+type renderCase struct {
+	Services map[string]Service       `yaml:"services"`
+	Members  map[string][]model.Member `yaml:"members"`
+}
+
+// TestRenderGolden renders every case with the built-in template, compares it with
+// <case>.cfg.golden and has haproxy -c accept it.
+func TestRenderGolden(t *testing.T) {
+	testdata, err := filepath.Abs("testdata")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cases, _ := filepath.Glob("testdata/render/*.json")
+	if len(cases) == 0 {
+		t.Fatal("no render cases")
+	}
+	for _, path := range cases {
+		name := strings.TrimSuffix(filepath.Base(path), ".json")
+		t.Run(name, func(t *testing.T) {
+			raw, err := os.ReadFile(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			raw = bytes.ReplaceAll(raw, []byte("@TESTDATA@"), []byte(testdata))
+			var rc renderCase
+			dec := yaml.NewDecoder(bytes.NewReader(raw))
+			dec.KnownFields(true)
+			if err := dec.Decode(&rc); err != nil {
+				t.Fatal(err)
+			}
+			cfg := Defaults()
+			if rc.Services == nil {
+				if err := Decode(&cfg, defaultConfigYAML, "default"); err != nil {
+					t.Fatal(err)
+				}
+			} else {
+				cfg.Services = rc.Services
+			}
+			if err := cfg.Validate(); err != nil {
+				t.Fatalf("Validate: %v", err)
+			}
+			tmpl, source, err := render.Load("")
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, err := render.Render(tmpl, cfg.renderData(store.Snapshot{Members: rc.Members}, source, "/run/clb/admin.sock"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			golden := strings.TrimSuffix(path, ".json") + ".cfg.golden"
+			portable := bytes.ReplaceAll(got, []byte(testdata), []byte("@TESTDATA@"))
+			if *update {
+				if err := os.WriteFile(golden, portable, 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}
+			want, err := os.ReadFile(golden)
+			if err != nil {
+				t.Fatalf("%v (run go test ./agent -run TestRenderGolden -update)", err)
+			}
+			if !bytes.Equal(portable, want) {
+				t.Errorf("rendered config differs from %s (run with -update after checking):\n--- got\n%s", golden, portable)
+			}
+			requireHaproxy(t)
+			cfgPath := filepath.Join(t.TempDir(), "haproxy.cfg")
+			if err := os.WriteFile(cfgPath, got, 0o644); err != nil {
+				t.Fatal(err)
+			}
+			if err := haproxy.Check(context.Background(), "haproxy", cfgPath); err != nil {
+				t.Errorf("haproxy -c refused %s: %v", golden, err)
+			}
+		})
+	}
+}
+
+func requireHaproxy(t testing.TB) {
+	t.Helper()
+	if _, err := exec.LookPath("haproxy"); err != nil {
+		if os.Getenv("CI") != "" {
+			t.Fatal("haproxy is not installed; .ci/run installs it")
+		}
+		t.Skip("haproxy is not installed")
+	}
+}
