@@ -2,6 +2,7 @@ package haproxy
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -501,11 +502,59 @@ func (m *Managed) cleanGroup(p *process, sig syscall.Signal) {
 	default:
 		return // the master itself still runs and handles its workers
 	}
-	if err := syscall.Kill(-p.pgid, 0); err != nil {
+	left := groupMembers(p.pgid)
+	if len(left) == 0 {
 		return
 	}
-	m.log.Warn("signalling processes left by haproxy master", "pid", p.pid, "signal", sig.String())
+	m.log.Warn("signalling processes left by haproxy master", "pid", p.pid, "left", left, "signal", sig.String())
 	_ = syscall.Kill(-p.pgid, sig)
+}
+
+// groupMembers lists the processes of group pgid that are not zombies (a
+// dead master that its reaper has not waited for yet is still a member).
+func groupMembers(pgid int) []int {
+	if syscall.Kill(-pgid, 0) != nil {
+		return nil
+	}
+	ents, err := os.ReadDir("/proc")
+	if err != nil {
+		return nil
+	}
+	var pids []int
+	for _, e := range ents {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		state, pgrp, ok := procStat(pid)
+		if ok && pgrp == pgid && state != 'Z' && state != 'X' {
+			pids = append(pids, pid)
+		}
+	}
+	return pids
+}
+
+// procStat returns the state and process group from /proc/PID/stat.
+func procStat(pid int) (state byte, pgrp int, ok bool) {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return 0, 0, false
+	}
+	// The command name is in parentheses and may itself contain them:
+	// the fields "state ppid pgrp ..." follow the last ')'.
+	i := bytes.LastIndexByte(b, ')')
+	if i < 0 {
+		return 0, 0, false
+	}
+	f := strings.Fields(string(b[i+1:]))
+	if len(f) < 3 || len(f[0]) != 1 {
+		return 0, 0, false
+	}
+	pgrp, err = strconv.Atoi(f[2])
+	if err != nil {
+		return 0, 0, false
+	}
+	return f[0][0], pgrp, true
 }
 
 // WaitReady waits until the master answers on its socket and has a current
@@ -638,17 +687,8 @@ func isLiveHaproxy(pid int) bool {
 	if pid <= 0 || syscall.Kill(pid, 0) != nil {
 		return false
 	}
-	stat, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
-	if err != nil {
-		return false
-	}
-	// The state follows the command name, which is in parentheses and may
-	// itself contain them.
-	i := strings.LastIndexByte(string(stat), ')')
-	if i < 0 || i+2 >= len(stat) {
-		return false
-	}
-	if state := stat[i+2]; state == 'Z' || state == 'X' || state == 'x' {
+	state, _, ok := procStat(pid)
+	if !ok || state == 'Z' || state == 'X' || state == 'x' {
 		return false
 	}
 	if exe, err := os.Readlink("/proc/" + strconv.Itoa(pid) + "/exe"); err == nil {

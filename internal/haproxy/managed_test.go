@@ -3,7 +3,12 @@ package haproxy
 import (
 	"context"
 	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -175,6 +180,7 @@ func TestManagedRestartsKilledMaster(t *testing.T) {
 	wantBody(t, f.port, "A")
 
 	old := m.Pid()
+	oldWorkers := f.showProc(m).workers
 	if err := syscall.Kill(old, syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
@@ -188,6 +194,14 @@ func TestManagedRestartsKilledMaster(t *testing.T) {
 	wantBody(t, f.port, "A")
 	if !processGone(old) {
 		t.Errorf("killed master %d not reaped", old)
+	}
+	for _, w := range oldWorkers {
+		eventually(t, 2*time.Second, "worker of the killed master gone", func() error {
+			if isLiveHaproxy(w.PID) {
+				return fmt.Errorf("worker %d still running", w.PID)
+			}
+			return nil
+		})
 	}
 	// The restarted master is reloadable like the first one.
 	f.write(f.b, "")
@@ -339,7 +353,7 @@ func TestManagedErrors(t *testing.T) {
 // in show proc, alternating between two configs; it reports the median.
 func BenchmarkReload(b *testing.B) {
 	f := newFixture(b)
-	m := f.managed()
+	m := New(Options{Binary: f.bin, ConfigPath: f.cfg, Dir: f.dir}) // quiet
 	f.run(m)
 	var took []time.Duration
 	for i := 0; b.Loop(); i++ {
@@ -358,4 +372,137 @@ func BenchmarkReload(b *testing.B) {
 	median := took[len(took)/2]
 	b.ReportMetric(float64(median.Microseconds())/1000, "ms-median/reload")
 	b.Logf("%d reloads: median %v, min %v, max %v", len(took), median, took[0], took[len(took)-1])
+}
+
+// TestHelperDetachedStart is not a test: TestManagedAdoptsOrphan runs the
+// test binary with it to play a clbd that starts haproxy, detaches and exits.
+func TestHelperDetachedStart(t *testing.T) {
+	dir := os.Getenv("CLB_HAPROXY_HELPER_DIR")
+	if dir == "" {
+		t.Skip("helper process only")
+	}
+	m := New(Options{Binary: os.Getenv("CLB_HAPROXY_HELPER_BIN"), ConfigPath: filepath.Join(dir, "haproxy.cfg"), Dir: dir})
+	ctx, cancel := context.WithCancel(context.Background())
+	errc := make(chan error, 1)
+	go func() { errc <- m.Run(ctx) }()
+	wctx, wcancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer wcancel()
+	if err := m.WaitReady(wctx); err != nil {
+		t.Fatal(err)
+	}
+	m.Detach()
+	cancel()
+	if err := <-errc; err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestManagedAdoptsOrphan(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	helper := exec.Command(os.Args[0], "-test.run=^TestHelperDetachedStart$", "-test.count=1")
+	helper.Env = append(os.Environ(), "CLB_HAPROXY_HELPER_DIR="+f.dir, "CLB_HAPROXY_HELPER_BIN="+f.bin)
+	out, err := helper.CombinedOutput()
+	pid := readPidFile(filepath.Join(f.dir, PidFileName))
+	f.track(pid)
+	if err != nil {
+		t.Fatalf("helper: %v\n%s", err, out)
+	}
+	if !isLiveHaproxy(pid) {
+		t.Fatalf("haproxy %d from the exited helper is not running\n%s", pid, out)
+	}
+	wantBody(t, f.port, "A")
+
+	// Its output pipes are gone with the helper: the reload on adoption
+	// makes it write to them, and it must survive that.
+	f.write(f.b, "")
+	m := f.managed()
+	stop := f.run(m)
+	if m.Pid() != pid {
+		t.Fatalf("adopting Managed runs pid %d, want the orphan %d", m.Pid(), pid)
+	}
+	wantBody(t, f.port, "B")
+	f.write(f.a, "")
+	if err := reload(t, m); err != nil {
+		t.Fatalf("second reload of the orphan: %v", err)
+	}
+	wantBody(t, f.port, "A")
+	if err := stop(); err != nil {
+		t.Fatalf("Run = %v", err)
+	}
+	// Not our child: it is gone for us once it is a zombie; its reaper is
+	// whoever inherited it.
+	if isLiveHaproxy(pid) {
+		t.Errorf("orphan haproxy %d still running after stop", pid)
+	}
+	if _, err := get(f.port); err == nil {
+		t.Error("frontend still answers after stop")
+	}
+}
+
+// slowBackend answers "slow" after release is closed or d has passed; it
+// signals each request it receives on started.
+func slowBackend(t *testing.T, d time.Duration) (addr string, started <-chan struct{}) {
+	t.Helper()
+	release := make(chan struct{})
+	start := make(chan struct{}, 10)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		start <- struct{}{}
+		select {
+		case <-release:
+		case <-time.After(d):
+		}
+		io.WriteString(w, "slow")
+	}))
+	t.Cleanup(srv.Close)
+	t.Cleanup(func() { close(release) }) // runs before srv.Close
+	return srv.Listener.Addr().String(), start
+}
+
+func TestManagedStopIsGraceful(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	slow, started := slowBackend(t, 500*time.Millisecond)
+	f.write(slow, "")
+	m := f.managed()
+	stop := f.run(m)
+
+	res := make(chan error, 1)
+	go func() {
+		body, err := get(f.port)
+		if err == nil && body != "slow" {
+			err = fmt.Errorf("got %q", body)
+		}
+		res <- err
+	}()
+	<-started
+	if err := stop(); err != nil {
+		t.Fatalf("Run = %v", err)
+	}
+	if err := <-res; err != nil {
+		t.Errorf("in-flight request during graceful stop: %v", err)
+	}
+}
+
+func TestManagedStopEscalates(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	slow, started := slowBackend(t, time.Minute)
+	f.write(slow, "")
+	m := New(Options{Binary: f.bin, ConfigPath: f.cfg, Dir: f.dir, StopTimeout: 200 * time.Millisecond, Logger: testLogger(t)})
+	stop := f.run(m)
+	pid := m.Pid()
+
+	go get(f.port)
+	<-started
+	begin := time.Now()
+	if err := stop(); err != nil {
+		t.Fatalf("Run = %v", err)
+	}
+	if d := time.Since(begin); d < 200*time.Millisecond || d > 2*time.Second {
+		t.Errorf("stop with a hung request took %v, want StopTimeout (200ms) plus a SIGTERM", d)
+	}
+	if !processGone(pid) {
+		t.Errorf("haproxy %d still exists", pid)
+	}
 }

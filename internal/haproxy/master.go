@@ -16,7 +16,7 @@ const (
 	// dialRetryFor covers the window in which the master refuses
 	// connections while it re-executes itself on a reload (~100 ms seen).
 	dialRetryFor   = time.Second
-	dialRetryEvery = 20 * time.Millisecond
+	dialRetryEvery = 5 * time.Millisecond
 	// defaultSocketTimeout bounds a master CLI exchange when ctx has no
 	// deadline.
 	defaultSocketTimeout = 10 * time.Second
