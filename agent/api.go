@@ -297,6 +297,12 @@ func (h *api) unregister(r *http.Request, service, name string) (int, any, error
 	}
 	m, err := h.a.store.Delete(service, name)
 	if errors.Is(err, store.ErrNotFound) {
+		// Not registered. A retried unregister may be the caller's second try after a 503:
+		// answer 404 only once haproxy runs a config without the member, so that 404 always
+		// means "not registered, and not routed to".
+		if status, resp, err := h.await(r, service, model.Member{Name: name}); err != nil || status != http.StatusOK {
+			return status, resp, err
+		}
 		return 0, nil, errorf(http.StatusNotFound, "not_found", "member %q is not registered in service %s", name, service)
 	}
 	if err != nil {

@@ -95,14 +95,19 @@ func (r *reconciler) trigger() <-chan result {
 }
 
 // Run applies whenever triggered, coalescing bursts: after the first request it waits for a
-// quiet period without requests, but never longer than maxWait.
+// quiet period without requests, but never longer than maxWait. A failed apply is retried with
+// backoff (1 s doubling to 30 s), so that changes already stored reach haproxy once the cause
+// (a broken template, a failing reload command) is fixed, without another call.
 func (r *reconciler) Run(ctx context.Context) error {
+	var retry <-chan time.Time
+	var backoff time.Duration
 	for {
 		select {
 		case <-ctx.Done():
 			r.finish(^uint64(0), result{Err: fmt.Errorf("clbd is shutting down: %w", ctx.Err())})
 			return nil
 		case <-r.kick:
+		case <-retry:
 		}
 		r.coalesce(ctx)
 		r.mu.Lock()
@@ -110,6 +115,13 @@ func (r *reconciler) Run(ctx context.Context) error {
 		r.mu.Unlock()
 		res := r.apply(ctx)
 		r.finish(ticket, res)
+		retry = nil
+		if res.Err != nil {
+			backoff = min(max(2*backoff, time.Second), 30*time.Second)
+			retry = time.After(backoff)
+		} else {
+			backoff = 0
+		}
 	}
 }
 
