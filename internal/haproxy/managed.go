@@ -31,13 +31,17 @@ const (
 	// killWait bounds the wait for a SIGKILLed process to disappear.
 	killWait = 5 * time.Second
 
-	restartBackoffMin = 100 * time.Millisecond
-	restartBackoffMax = 5 * time.Second
+	defaultBackoffMin = 100 * time.Millisecond
+	defaultBackoffMax = 5 * time.Second
 	// A master that stayed up this long counts as having started fine:
 	// its next death starts the backoff and the restart budget afresh.
 	stableAfter = 10 * time.Second
-	// maxRestarts bounds consecutive restarts of a master that keeps dying.
-	maxRestarts = 10
+	// defaultMaxRestarts bounds consecutive restarts of a master that keeps
+	// dying.
+	defaultMaxRestarts = 10
+
+	// outputGrace bounds the wait for the last output of a dead master.
+	outputGrace = 200 * time.Millisecond
 
 	pollEvery = 20 * time.Millisecond
 	// adoptedPollEvery is how often the liveness of an adopted master,
@@ -87,6 +91,10 @@ type Managed struct {
 	recent []outputLine
 	done   chan struct{} // closed when Run returns
 	detach atomic.Bool
+
+	// Restart policy; tests shorten it.
+	backoffMin, backoffMax time.Duration
+	maxRestarts            int
 }
 
 // process is one haproxy master, our child or adopted.
@@ -97,6 +105,9 @@ type process struct {
 	started time.Time
 	exited  chan struct{} // closed when the master is gone
 	err     error         // exit status of a child, set before exited closes
+	// outDone is closed when a child's output has been read to the end
+	// (its workers share the pipes); nil for an adopted master.
+	outDone chan struct{}
 }
 
 type outputLine struct {
@@ -130,6 +141,10 @@ func New(opts Options) *Managed {
 		sock:    filepath.Join(opts.Dir, MasterSocketName),
 		pidFile: filepath.Join(opts.Dir, PidFileName),
 		done:    make(chan struct{}),
+
+		backoffMin:  defaultBackoffMin,
+		backoffMax:  defaultBackoffMax,
+		maxRestarts: defaultMaxRestarts,
 	}
 }
 
@@ -225,11 +240,13 @@ func (m *Managed) Run(ctx context.Context) error {
 }
 
 func (m *Managed) supervise(ctx context.Context, p *process) error {
-	backoff := restartBackoffMin
+	backoff := m.backoffMin
 	failures := 0
 	var lastErr error
+	lastStart := time.Now()
 	for {
 		if p == nil {
+			lastStart = time.Now()
 			m.reloadMu.Lock()
 			np, err := m.start()
 			m.reloadMu.Unlock()
@@ -255,19 +272,20 @@ func (m *Managed) supervise(ctx context.Context, p *process) error {
 				return m.stop(p)
 			case <-exited:
 			}
+			p.waitOutput(outputGrace)
 			lived := time.Since(p.started)
 			lastErr = p.exitErr()
 			m.log.Warn("haproxy master exited unexpectedly", "pid", p.pid, "uptime", lived.Round(time.Millisecond), "err", lastErr)
 			m.setCurrent(nil)
 			m.cleanGroup(p, syscall.SIGTERM)
 			if lived >= stableAfter {
-				backoff, failures = restartBackoffMin, 0
+				backoff, failures = m.backoffMin, 0
 			}
 			p = nil
 		}
 		failures++
-		if failures > maxRestarts {
-			return fmt.Errorf("managed haproxy: gave up after %d restarts: %w%s", maxRestarts, lastErr, m.recentAlerts(time.Time{}))
+		if failures > m.maxRestarts {
+			return fmt.Errorf("managed haproxy: gave up after %d restarts: %w%s", m.maxRestarts, lastErr, m.recentAlerts(lastStart))
 		}
 		m.log.Info("restarting haproxy", "in", backoff, "attempt", failures)
 		t := time.NewTimer(backoff)
@@ -277,7 +295,21 @@ func (m *Managed) supervise(ctx context.Context, p *process) error {
 			return nil
 		case <-t.C:
 		}
-		backoff = min(2*backoff, restartBackoffMax)
+		backoff = min(2*backoff, m.backoffMax)
+	}
+}
+
+// waitOutput waits up to d for a child's last output lines to be logged,
+// so that the messages explaining an exit come before it is reported.
+func (p *process) waitOutput(d time.Duration) {
+	if p.outDone == nil {
+		return
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-p.outDone:
+	case <-t.C:
 	}
 }
 
@@ -329,8 +361,14 @@ func (m *Managed) start() (*process, error) {
 		started: time.Now(),
 		exited:  make(chan struct{}),
 	}
-	go m.copyOutput(outR, "stdout")
-	go m.copyOutput(errR, "stderr")
+	p.outDone = make(chan struct{})
+	var copying sync.WaitGroup
+	copying.Go(func() { m.copyOutput(outR, "stdout") })
+	copying.Go(func() { m.copyOutput(errR, "stderr") })
+	go func() {
+		copying.Wait()
+		close(p.outDone)
+	}()
 	// This goroutine also reaps a detached child, should this process
 	// outlive the Run that started it.
 	go func() {

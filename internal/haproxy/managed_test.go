@@ -83,7 +83,9 @@ func (f *fixture) run(m *Managed) (stop func() error) {
 	go func() { errc <- m.Run(ctx) }()
 	var once sync.Once
 	var runErr error
+	called := false // by the test, which then checks the result itself
 	stop = func() error {
+		called = true
 		once.Do(func() {
 			cancel()
 			select {
@@ -95,6 +97,9 @@ func (f *fixture) run(m *Managed) (stop func() error) {
 		return runErr
 	}
 	f.t.Cleanup(func() {
+		if called {
+			return
+		}
 		if err := stop(); err != nil {
 			f.t.Errorf("Run: %v", err)
 		}
@@ -504,5 +509,31 @@ func TestManagedStopEscalates(t *testing.T) {
 	}
 	if !processGone(pid) {
 		t.Errorf("haproxy %d still exists", pid)
+	}
+}
+
+func TestManagedGivesUp(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	m := f.managed()
+	m.backoffMin, m.backoffMax, m.maxRestarts = 10*time.Millisecond, 40*time.Millisecond, 3
+	stop := f.run(m)
+	pid := m.Pid()
+
+	// A master that dies with a config broken on disk cannot come back.
+	f.write(f.a, "    no-such-keyword here\n")
+	syscall.Kill(pid, syscall.SIGKILL)
+	select {
+	case <-m.done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("Run did not give up")
+	}
+	err := stop() // Run has returned: this only collects its result
+	t.Logf("Run: %v", err)
+	if err == nil || !strings.Contains(err.Error(), "gave up after 3 restarts") || !strings.Contains(err.Error(), "no-such-keyword") {
+		t.Errorf("Run = %v, want it to give up with haproxy's message", err)
+	}
+	if m.Pid() != 0 {
+		t.Errorf("Pid() = %d after giving up", m.Pid())
 	}
 }
