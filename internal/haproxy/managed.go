@@ -471,6 +471,15 @@ func (m *Managed) watchAdopted(p *process) {
 // stop ends p: soft stop (SIGUSR1: listeners close, in-flight requests
 // finish), then SIGTERM, then SIGKILL; then removes the pid file and socket.
 func (m *Managed) stop(p *process) error {
+	// A reload in flight would have the master re-execute, and a signal
+	// arriving then meets default handlers; a reload after the soft stop
+	// would fork new workers. Wait for the one in flight, bar later ones.
+	if m.lockReloads(m.opts.StopTimeout) {
+		defer m.reloadMu.Unlock()
+	} else {
+		m.log.Warn("stopping haproxy during a reload that does not end", "pid", p.pid)
+	}
+	defer m.setCurrent(nil)
 	m.log.Info("stopping haproxy", "pid", p.pid, "timeout", m.opts.StopTimeout)
 	steps := []struct {
 		sig  syscall.Signal
@@ -514,6 +523,18 @@ func (m *Managed) stop(p *process) error {
 	}
 	m.log.Info("haproxy stopped", "pid", p.pid)
 	return nil
+}
+
+// lockReloads takes reloadMu, giving up after d.
+func (m *Managed) lockReloads(d time.Duration) bool {
+	deadline := time.Now().Add(d)
+	for !m.reloadMu.TryLock() {
+		if time.Now().After(deadline) {
+			return false
+		}
+		time.Sleep(pollEvery)
+	}
+	return true
 }
 
 func (m *Managed) signal(p *process, sig syscall.Signal) error {

@@ -537,3 +537,26 @@ func TestManagedGivesUp(t *testing.T) {
 		t.Errorf("Pid() = %d after giving up", m.Pid())
 	}
 }
+
+func TestManagedConcurrentReloads(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	m := f.managed()
+	f.run(m)
+	// The master drops a reload sent while it reloads: Reload serialises.
+	var wg sync.WaitGroup
+	errs := make([]error, 3)
+	for i := range errs {
+		wg.Go(func() { errs[i] = reload(t, m) })
+	}
+	wg.Wait()
+	for i, err := range errs {
+		if err != nil {
+			t.Errorf("Reload %d: %v", i, err)
+		}
+	}
+	if st := f.showProc(m); st.master.Reloads != len(errs) {
+		t.Errorf("master reloads = %d, want %d", st.master.Reloads, len(errs))
+	}
+	wantBody(t, f.port, "A")
+}
