@@ -74,7 +74,9 @@ type Options struct {
 // Managed is clbd's own haproxy in master-worker mode: Run starts it (or
 // adopts one left running by a previous clbd), restarts it when it dies and
 // stops it when its context ends; Reload makes it load the configuration
-// file again and confirms the outcome.
+// file again and confirms the outcome. The output of an adopted master went
+// to pipes of the clbd that started it and is lost (haproxy survives that);
+// its failed reloads are explained by `haproxy -c` instead.
 type Managed struct {
 	opts    Options
 	log     *slog.Logger
