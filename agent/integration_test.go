@@ -414,7 +414,11 @@ func (s *scenario) concurrent() {
 	if got := strings.Count(state, `"name": "m`); got != n {
 		t.Errorf("state.json holds %d bulk members, want %d", got, n)
 	}
-	wantServed(t, s.front, 20, "b1", "b3")
+	if s.managed {
+		wantServed(t, s.front, 30, "b1", "b2", "b3")
+	} else { // failingReload took b2 out
+		wantServed(t, s.front, 20, "b1", "b3")
+	}
 }
 
 func freePortOf(url string) int {
