@@ -28,8 +28,9 @@ const DefaultClientConfig = "/etc/clb/client.conf"
 
 // appOptions are the seams tests use; App passes the real environment.
 type appOptions struct {
-	lookupEnv func(string) (string, bool)
-	tune      func(*Client)
+	lookupEnv    func(string) (string, bool)
+	tune         func(*Client)
+	clientConfig string
 }
 
 // Main runs clb_register, or clb_unregister when the base name of args[0] contains
@@ -68,7 +69,7 @@ func runApp(ctx context.Context, app *cli.App, args []string, stdout, stderr io.
 // true) of SPEC section 1, named name. Its Action returns *Error values; run it with
 // ExitErrHandler left as set, so that it never calls os.Exit itself.
 func App(name string, unregister bool) *cli.App {
-	return newApp(name, unregister, appOptions{lookupEnv: os.LookupEnv})
+	return newApp(name, unregister, appOptions{lookupEnv: os.LookupEnv, clientConfig: DefaultClientConfig})
 }
 
 func newApp(name string, unregister bool, o appOptions) *cli.App {
@@ -90,7 +91,7 @@ func newApp(name string, unregister bool, o appOptions) *cli.App {
 			"also come from $CLB_SERVER and $CLB_SERVICE or the client config.\n\n" +
 			"Exit codes: 0 applied, 1 refused by the server, 64 bad usage, 69 server unreachable or\n" +
 			"unavailable, 75 accepted but not applied within the timeout, 77 authentication refused.",
-		Flags:           flags(unregister),
+		Flags:           flags(unregister, o.clientConfig),
 		HideHelpCommand: true,
 		HideVersion:     true,
 		OnUsageError: func(_ *cli.Context, err error, _ bool) error {
@@ -103,7 +104,7 @@ func newApp(name string, unregister bool, o appOptions) *cli.App {
 	}
 }
 
-func flags(unregister bool) []cli.Flag {
+func flags(unregister bool, clientConfig string) []cli.Flag {
 	ignored := ""
 	if unregister {
 		ignored = " (accepted and ignored by unregister)"
@@ -121,7 +122,7 @@ func flags(unregister bool) []cli.Flag {
 		&cli.DurationFlag{Name: "ttl", DefaultText: "none", Usage: "register a lease that expires after `DURATION` (not supported yet)"},
 		&cli.BoolFlag{Name: "keepalive", DisableDefaultText: true, Usage: "renew the --ttl lease until SIGTERM, then unregister (not supported yet)"},
 		&cli.StringFlag{Name: "key-id", Value: auth.DefaultKeyID, Usage: "`ID` of the key the password belongs to; also $CLB_KEY_ID"},
-		&cli.StringFlag{Name: "client-config", Value: DefaultClientConfig, Usage: "client config `FILE`"},
+		&cli.StringFlag{Name: "client-config", Value: clientConfig, Usage: "client config `FILE`"},
 	}
 }
 
