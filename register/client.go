@@ -262,6 +262,9 @@ func (c *Client) call(ctx context.Context, unregister bool, method, path string,
 		// The change is stored; the last failure only means it could not be confirmed.
 		last = accepted
 	}
+	if last.Kind == KindUnreachable && last.Status == 0 && errors.Is(last.Err, context.DeadlineExceeded) {
+		last.Message = fmt.Sprintf("no answer from %s within %v", u.Host, timeout)
+	}
 	last.Attempts = attempts
 	return res, last
 }
@@ -318,14 +321,19 @@ func (c *Client) attempt(ctx context.Context, method string, u *url.URL, keyID s
 		}
 		o.err = e
 	case s >= 200 && s < 300:
-		if a.Applied != nil && !*a.Applied {
+		switch {
+		case jsonErr != nil || a.Applied == nil:
+			// Exit 0 promises an applied change: only clbd's own answer says so.
+			e.Kind, o.err = KindRefused, e
+			e.Message = "unexpected answer, not from clbd? " + e.Message
+		case !*a.Applied:
 			e.Kind, o.err, o.retry = KindNotApplied, e, true
 			if e.Message == "" {
 				e.Message = "the server answered without applying the change"
 			}
-			break
+		default:
+			o.res.Applied = true
 		}
-		o.res.Applied = true
 	case s == http.StatusUnauthorized || s == http.StatusForbidden:
 		e.Kind, o.err = KindAuth, e
 	case s == http.StatusServiceUnavailable && a.Code == "not_applied":

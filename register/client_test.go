@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"sync"
 	"testing"
@@ -191,6 +192,7 @@ func TestClientAnswers(t *testing.T) {
 		{name: "applied after not applied", replies: []reply{notApplied, notApplied, {status: 200}}, wantAttempts: 3},
 		{name: "never applied", replies: []reply{notApplied}, wantKind: KindNotApplied, wantMsg: "haproxy -c failed"},
 		{name: "200 not applied", replies: []reply{{status: 200, applied: ptr(false)}}, wantKind: KindNotApplied, wantMsg: "without applying"},
+		{name: "200 not from clbd", replies: []reply{{status: 200, raw: "<html>welcome to nginx</html>"}}, wantKind: KindRefused, wantAttempts: 1, wantMsg: "not from clbd? <html>welcome"},
 		{name: "202", replies: []reply{{status: 202}}, wantKind: KindNotApplied, wantAttempts: 1, wantMsg: "did not wait"},
 		{name: "wrong password", password: "nope", wantKind: KindAuth, wantAttempts: 1, wantMsg: "request signature is missing, stale or invalid"},
 		{name: "forbidden", replies: []reply{{status: 403, code: "forbidden", msg: "key web-1 may not register into db"}}, wantKind: KindAuth, wantAttempts: 1, wantMsg: "may not register"},
@@ -436,5 +438,21 @@ func TestErrorMessages(t *testing.T) {
 	}
 	if got := ExitCode(nil); got != ExitOK {
 		t.Errorf("ExitCode(nil) = %d, want 0", got)
+	}
+}
+
+// TestClientSlowServer: a server that answers after the timeout yields an unreachable error
+// that says so.
+func TestClientSlowServer(t *testing.T) {
+	release := make(chan struct{})
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		<-release
+	}))
+	defer srv.Close()
+	defer close(release)
+	c := &Client{Server: srv.URL, Key: []byte("k"), Timeout: 100 * time.Millisecond}
+	_, err := c.Register(context.Background(), "web", Request{})
+	if ExitCode(err) != ExitUnreachable || !strings.Contains(err.Error(), "no answer from 127.0.0.1:") {
+		t.Errorf("Register() = %v (exit %d), want unreachable: no answer", err, ExitCode(err))
 	}
 }

@@ -31,10 +31,15 @@ type Kind int
 
 // The kinds of Error, one per non-zero exit code.
 const (
+	// KindRefused: the server refused the request for a reason other than authentication.
 	KindRefused Kind = iota + 1
+	// KindUsage: bad arguments or local configuration; nothing was sent.
 	KindUsage
+	// KindUnreachable: no usable answer within the timeout (network errors, 429, 502-504).
 	KindUnreachable
+	// KindNotApplied: the server stored the change but did not confirm it applied.
 	KindNotApplied
+	// KindAuth: the server refused the credentials (401) or their scope (403).
 	KindAuth
 )
 
