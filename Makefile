@@ -40,7 +40,9 @@ test:
 	$(GO) test -race -count=1 -timeout 15m $(PKGS)
 
 bench:
+	mkdir -p $(BIN)
 	$(GO) test -run '^$$' -bench . -benchtime 1x -count 1 ./... | tee $(BIN)/bench.txt
+	@echo; echo "Figures:"; grep "^FIGURE:" $(BIN)/bench.txt | sed "s/^FIGURE: /  /"
 
 clean:
 	rm -rf $(BIN) $(DEV_DIR)

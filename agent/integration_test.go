@@ -17,7 +17,7 @@ import (
 
 // scenario is one end-to-end run: a clbd (managed or external), haproxy, three backends.
 type scenario struct {
-	t        *testing.T
+	t        testing.TB
 	dir      string
 	managed  bool
 	front    string // http://127.0.0.1:PORT/ of service web
@@ -41,7 +41,7 @@ func webConfig(frontPort, memberPort int, extra string) string {
 %s`, frontPort, memberPort, extra)
 }
 
-func newScenario(t *testing.T, managed bool) *scenario {
+func newScenario(t testing.TB, managed bool) *scenario {
 	requireHaproxyBin(t)
 	s := &scenario{t: t, dir: shortDir(t), managed: managed, ports: map[string]int{}}
 	front := freePort(t)

@@ -203,8 +203,10 @@ func (c *Client) call(ctx context.Context, unregister bool, method, path string,
 	var (
 		last     *Error
 		accepted *Error // the last not_applied answer: the server stored the change
-		res      Result
-		attempts int
+		// maybeRemoved: an earlier attempt may have reached clbd (not_applied, or no answer).
+		maybeRemoved bool
+		res          Result
+		attempts     int
 	)
 	for {
 		attempts++
@@ -227,10 +229,21 @@ func (c *Client) call(ctx context.Context, unregister bool, method, path string,
 		if o.err.Kind == KindNotApplied {
 			accepted, res = o.err, o.res
 		}
-		if unregister && accepted != nil && o.err.Status == http.StatusNotFound {
-			// An earlier attempt removed the member from the store; whether haproxy
-			// stopped routing to it is unknown.
-			break
+		if unregister && maybeRemoved && o.err.Status == http.StatusNotFound {
+			// An earlier attempt (answered 503 not_applied, or lost on the way back) removed
+			// the member. clbd answers 404 only once haproxy runs a config without the
+			// member, so the unregistration is applied.
+			res.Applied, res.Attempts = true, attempts
+			if res.Service == "" {
+				res.Service = service
+			}
+			if res.Member.Name == "" {
+				res.Member = model.Member{Name: req.Name, Address: req.Address, Port: req.Port}
+			}
+			return res, nil
+		}
+		if o.err.Kind == KindNotApplied || o.err.Kind == KindUnreachable {
+			maybeRemoved = true
 		}
 		if !o.retry || ctx.Err() != nil {
 			break
@@ -257,8 +270,7 @@ func (c *Client) call(ctx context.Context, unregister bool, method, path string,
 		// Cancelled by the caller (a signal, say), not by the timeout.
 		return res, fmt.Errorf("%s %s: %w", method, u.Path, ctx.Err())
 	}
-	if accepted != nil && (last.Kind == KindUnreachable || last.Kind == KindNotApplied ||
-		unregister && last.Status == http.StatusNotFound) {
+	if accepted != nil && (last.Kind == KindUnreachable || last.Kind == KindNotApplied) {
 		// The change is stored; the last failure only means it could not be confirmed.
 		last = accepted
 	}
