@@ -25,21 +25,6 @@ const DefaultSkew = 5 * time.Minute
 // DefaultMaxNonces bounds the replay cache of a Verifier.
 const DefaultMaxNonces = 200_000
 
-// Keys finds the signing key of a key id.
-type Keys interface {
-	// Lookup returns the signing key of id and whether id is known.
-	Lookup(id string) (key []byte, ok bool)
-}
-
-// StaticKeys is a fixed set of signing keys by key id.
-type StaticKeys map[string][]byte
-
-// Lookup returns the key of id.
-func (k StaticKeys) Lookup(id string) ([]byte, bool) {
-	key, ok := k[id]
-	return key, ok && len(key) > 0
-}
-
 // Option configures a Verifier.
 type Option func(*Verifier)
 
@@ -96,59 +81,79 @@ func New(keys Keys, opts ...Option) *Verifier {
 	return v
 }
 
+// Identity is who signed a request: the key id and what that key may do.
+type Identity struct {
+	KeyID string
+	Scope Scope
+}
+
 // Verify checks the signature of r, whose body has already been read into body, and returns
-// the key id that signed it. Every failure wraps ErrUnauthenticated. A nonce is remembered
-// only once the signature is valid, so unauthenticated clients cannot fill the replay cache.
+// the key id that signed it. Every failure wraps ErrUnauthenticated. See Authenticate.
 func (v *Verifier) Verify(r *http.Request, body []byte) (keyID string, err error) {
+	id, err := v.Authenticate(r, body)
+	return id.KeyID, err
+}
+
+// Authenticate checks the signature of r, whose body has already been read into body, and
+// returns the key that signed it with its scope. Every failure wraps ErrUnauthenticated; on
+// failure the Identity holds at most the claimed key id, for the log. A nonce is remembered
+// only once the signature is valid, so unauthenticated clients cannot fill the replay cache.
+func (v *Verifier) Authenticate(r *http.Request, body []byte) (Identity, error) {
+	keyID, scope, err := v.verify(r, body)
+	return Identity{KeyID: keyID, Scope: scope}, err
+}
+
+func (v *Verifier) verify(r *http.Request, body []byte) (keyID string, scope Scope, err error) {
 	if r == nil || r.URL == nil {
-		return "", fail("no request")
+		return "", scope, fail("no request")
 	}
 	authz := r.Header.Values("Authorization")
 	if len(authz) == 0 {
-		return "", fail("missing authorization header")
+		return "", scope, fail("missing authorization header")
 	}
 	if len(authz) > 1 {
-		return "", fail("several authorization headers")
+		return "", scope, fail("several authorization headers")
 	}
 	p, err := parseAuthorization(authz[0])
 	if err != nil {
-		return "", err
+		return "", scope, err
 	}
 
 	hashes := r.Header.Values(HeaderContentSHA256)
 	if len(hashes) != 1 {
-		return p.keyID, fail("missing or repeated content hash header")
+		return p.keyID, scope, fail("missing or repeated content hash header")
 	}
 	bodyHash := hashes[0]
 	got, err := hex.DecodeString(bodyHash)
 	sum := sha256.Sum256(body)
 	if err != nil || !hmac.Equal(got, sum[:]) {
-		return p.keyID, fail("body does not match the content hash")
+		return p.keyID, scope, fail("body does not match the content hash")
 	}
 
-	key, ok := v.keys.Lookup(p.keyID)
+	k, ok := v.keys.Lookup(p.keyID)
+	key := k.Signing
 	if !ok {
-		return p.keyID, fail(fmt.Sprintf("unknown key id %q", p.keyID))
+		return p.keyID, scope, fail(fmt.Sprintf("unknown key id %q", p.keyID))
 	}
 
 	now := v.now()
 	t := time.Unix(p.ts, 0)
 	if now.Sub(t) > v.skew {
-		return p.keyID, fail("stale timestamp")
+		return p.keyID, scope, fail("stale timestamp")
 	}
 	if t.Sub(now) > v.skew {
-		return p.keyID, fail("timestamp in the future")
+		return p.keyID, scope, fail("timestamp in the future")
 	}
 
 	want := signature(key, p.keyID, p.tsText, p.nonce, r.Method, r.URL.EscapedPath(), r.URL.RawQuery, bodyHash)
 	if !hmac.Equal(p.sig, want) {
-		return p.keyID, fail("bad signature")
+		return p.keyID, scope, fail("bad signature")
 	}
 
 	if err := v.nonces.add(p.keyID+"\x00"+p.nonce, now, 2*v.skew); err != nil {
-		return p.keyID, err
+		return p.keyID, scope, err
 	}
-	return p.keyID, nil
+	return p.keyID, k.Scope, nil
 }
 
 // fail wraps ErrUnauthenticated with a detail for the log.
