@@ -13,6 +13,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"time"
 
 	"clb/internal/atomicfile"
 	"clb/internal/model"
@@ -34,6 +35,10 @@ type Store struct {
 	mu       sync.Mutex
 	gen      uint64
 	services map[string]map[string]model.Member
+	// leases holds the members registered with a TTL (see PutLease and Expire). Only the TTL
+	// is written to disk; expiry times live in memory, and Open grants every lease a full TTL
+	// from start-up.
+	leases map[string]map[string]Lease
 }
 
 type file struct {
@@ -44,6 +49,8 @@ type file struct {
 
 type serviceRecord struct {
 	Members []model.Member `json:"members"`
+	// Leases maps the names of leased members to their TTL ("30s"); other members are permanent.
+	Leases map[string]string `json:"leases,omitempty"`
 }
 
 // Open loads the state from dir (creating dir if needed). A missing state file is an empty
@@ -52,7 +59,7 @@ func Open(dir string) (*Store, error) {
 	if err := os.MkdirAll(dir, 0o750); err != nil {
 		return nil, fmt.Errorf("open state dir: %w", err)
 	}
-	s := &Store{path: filepath.Join(dir, FileName), services: map[string]map[string]model.Member{}}
+	s := &Store{path: filepath.Join(dir, FileName), services: map[string]map[string]model.Member{}, leases: map[string]map[string]Lease{}}
 	data, err := os.ReadFile(s.path)
 	if errors.Is(err, os.ErrNotExist) {
 		return s, nil
@@ -77,6 +84,9 @@ func Open(dir string) (*Store, error) {
 			ms[m.Name] = m
 		}
 		s.services[name] = ms
+		if err := s.loadLeases(name, rec.Leases, time.Now()); err != nil {
+			return nil, fmt.Errorf("read state %s: %w", s.path, err)
+		}
 	}
 	return s, nil
 }
@@ -90,12 +100,15 @@ func (s *Store) Put(service string, m model.Member) (changed bool, err error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	old, ok := s.services[service][m.Name]
-	if ok && old == m {
+	_, leased := s.leases[service][m.Name]
+	if ok && old == m && !leased {
 		return false, nil
 	}
 	next := s.cloneService(service)
 	next[m.Name] = m
-	return true, s.commit(service, next)
+	leases := s.cloneLeases(service)
+	delete(leases, m.Name) // a registration without a TTL is permanent
+	return true, s.commit(service, next, leases)
 }
 
 // Delete removes member name from service, or returns ErrNotFound.
@@ -108,7 +121,9 @@ func (s *Store) Delete(service, name string) (model.Member, error) {
 	}
 	next := s.cloneService(service)
 	delete(next, name)
-	return m, s.commit(service, next)
+	leases := s.cloneLeases(service)
+	delete(leases, name)
+	return m, s.commit(service, next, leases)
 }
 
 // Get returns one member.
@@ -147,16 +162,16 @@ func (s *Store) cloneService(service string) map[string]model.Member {
 
 // commit persists the state with service replaced by members, and only then makes it visible:
 // a failed write leaves memory and disk as they were.
-func (s *Store) commit(service string, members map[string]model.Member) error {
+func (s *Store) commit(service string, members map[string]model.Member, leases map[string]Lease) error {
 	f := file{Version: formatVersion, Generation: s.gen + 1, Services: make(map[string]serviceRecord, len(s.services)+1)}
 	for name, ms := range s.services {
 		if name == service {
 			continue
 		}
-		f.Services[name] = record(ms)
+		f.Services[name] = record(ms).withLeases(s.leases[name])
 	}
 	if len(members) > 0 {
-		f.Services[service] = record(members)
+		f.Services[service] = record(members).withLeases(leases)
 	}
 	data, err := json.MarshalIndent(f, "", "  ")
 	if err != nil {
@@ -170,6 +185,11 @@ func (s *Store) commit(service string, members map[string]model.Member) error {
 		s.services[service] = members
 	} else {
 		delete(s.services, service)
+	}
+	if len(leases) > 0 {
+		s.leases[service] = leases
+	} else {
+		delete(s.leases, service)
 	}
 	return nil
 }
