@@ -140,4 +140,3 @@ func (r serviceRecord) withLeases(ls map[string]Lease) serviceRecord {
 	}
 	return r
 }
-
