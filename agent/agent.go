@@ -25,6 +25,7 @@ import (
 
 	"clb/internal/auth"
 	"clb/internal/haproxy"
+	"clb/internal/sdnotify"
 	"clb/internal/store"
 )
 
@@ -178,6 +179,7 @@ func (a *Agent) Run(ctx context.Context) error {
 		a.log.Info("haproxy running", "pid", a.managed.Pid(), "path", cfg.Output)
 	}
 	g.Go(func() error { return a.rec.Run(ctx) })
+	g.Go(func() error { return a.expireLeases(ctx) })
 	g.Go(func() error { return a.watch(ctx) })
 	g.Go(func() error {
 		if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
@@ -192,6 +194,7 @@ func (a *Agent) Run(ctx context.Context) error {
 		return srv.Shutdown(sctx)
 	})
 	a.log.Info("clbd listening", "addr", ln.Addr().String(), "managed", cfg.Managed, "output", cfg.Output, "state_dir", cfg.StateDir)
+	a.notifySystemd(sdnotify.Ready)
 	if a.opts.Ready != nil {
 		a.opts.Ready <- ln.Addr()
 	}

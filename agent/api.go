@@ -41,6 +41,8 @@ type memberRequest struct {
 	Port    int    `json:"port"`
 	Weight  *int   `json:"weight"`
 	Zone    string `json:"zone"`
+	// TTL makes the registration a lease ("30s"), see lease.go.
+	TTL string `json:"ttl"`
 }
 
 // memberResponse answers register and unregister calls.
@@ -243,7 +245,7 @@ func (h *api) register(r *http.Request, body []byte, name string) (int, any, err
 	if err != nil {
 		return 0, nil, err
 	}
-	changed, err := h.a.store.Put(service, m)
+	changed, err := h.saveMember(service, m, req.TTL)
 	if err != nil {
 		return 0, nil, fmt.Errorf("save registration: %w", err)
 	}

@@ -52,6 +52,10 @@ type Config struct {
 	ApplyMaxWait time.Duration `yaml:"apply_max_wait"`
 	// RequestTimeout bounds one API call, including the wait for the apply.
 	RequestTimeout time.Duration `yaml:"request_timeout"`
+	// LeaseMinTTL is the shortest lease (clb_register --ttl) clbd accepts, default 5s; a lapsed
+	// lease is removed within LeaseCheckInterval (default 1s). See lease.go.
+	LeaseMinTTL        time.Duration `yaml:"lease_min_ttl"`
+	LeaseCheckInterval time.Duration `yaml:"lease_check_interval"`
 
 	Services map[string]Service `yaml:"services"`
 }
@@ -140,6 +144,7 @@ func (c *Config) Validate() error {
 	if c.KeysFile != "" {
 		errs = append(errs, errors.New("keys_file: scoped keys are not supported by this version yet; use password_file"))
 	}
+	errs = append(errs, c.validateLeases()...)
 	if c.ApplyQuiet < 0 || c.ApplyMaxWait < c.ApplyQuiet {
 		errs = append(errs, fmt.Errorf("apply_quiet %s / apply_max_wait %s: want 0 <= quiet <= max wait", c.ApplyQuiet, c.ApplyMaxWait))
 	}
