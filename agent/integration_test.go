@@ -148,6 +148,14 @@ func (s *scenario) registerThree() {
 	s.register("b2")
 	mustRun(t, "clb_register", "--password-file", s.pwFile, "--name", "b3", "--address", "127.0.0.3", "--port", itoa(s.ports["b3"]), "http://"+s.c.api, "web")
 	wantServed(t, s.front, 30, "b1", "b2", "b3")
+	if s.managed {
+		// Membership changes go through the runtime API: no reload at all.
+		st := s.c.status()
+		la := st["last_apply"].(map[string]any)
+		if st["reloads"].(float64) != 0 || la["path"] != "runtime" {
+			t.Errorf("after three registrations: reloads %v, last path %v; want 0 reloads, path runtime", st["reloads"], la["path"])
+		}
+	}
 }
 
 // refusals: a wrong password and a replayed request are refused and change nothing.

@@ -23,17 +23,23 @@ type Reloader interface {
 	Reload(ctx context.Context) error
 }
 
-// Apply outcomes, as reported in /v1/status and logs.
+// Apply paths, as reported in /v1/status, metrics and logs.
 const (
 	applyUnchanged = "unchanged" // rendered bytes equal the installed config: no write, no reload
+	applyRuntime   = "runtime"   // only servers changed: runtime API, file rewritten, no reload
 	applyReload    = "reload"
-	applyInstalled = "installed" // written, haproxy not reloaded (not running yet)
+	applyFallback  = "runtime-failed-reload" // a runtime command failed; a reload applied it
+	applyInstalled = "installed"             // written, haproxy not reloaded (not running yet)
 )
 
 // result is the outcome of one apply, sent to every API call that waited for it.
 type result struct {
 	Err  error
 	Path string
+	// drains started by this apply: callers are answered when they are over.
+	drains []drain
+	// runtimeErr is the runtime failure a reload made up for.
+	runtimeErr error
 }
 
 // ApplyStatus is the last apply, as /v1/status shows it.
@@ -45,6 +51,8 @@ type ApplyStatus struct {
 	DurationMS float64   `json:"duration_ms"`
 	Checksum   string    `json:"config_sha256,omitempty"`
 	Generation uint64    `json:"generation"`
+	// RuntimeError is the runtime command that failed when Path is runtime-failed-reload.
+	RuntimeError string `json:"runtime_error,omitempty"`
 }
 
 type waiter struct {
@@ -66,8 +74,19 @@ type reconciler struct {
 	reloader Reloader
 	quiet    time.Duration
 	maxWait  time.Duration
+	// stateFile is haproxy's server-state-file, dumped before every reload ("" = none).
+	stateFile string
+	// dial connects to the admin socket; nil when there is none (reload path only).
+	dial func(ctx context.Context) (runtimeClient, error)
+	rt   runtimeClient
+	// drainFor is the draining timeout of a backend's service.
+	drainFor func(backend string) time.Duration
+	metrics  *metrics
 
 	kick chan struct{}
+	// drains in progress and the callers waiting for them (reconciler goroutine only).
+	drains  map[string]*drain
+	batches []*drainBatch
 
 	mu        sync.Mutex
 	requested uint64 // tickets handed out
@@ -77,6 +96,16 @@ type reconciler struct {
 	reloads   uint64
 	failures  uint64
 	running   bool // haproxy is up and can be reloaded
+	forced    map[string]string
+	draining  int
+	health    map[string]map[string]string
+}
+
+// drainBatch holds the callers of one apply until the drains it started are over.
+type drainBatch struct {
+	pending map[string]bool
+	waiters []waiter
+	res     result
 }
 
 // trigger asks for an apply that includes every change made before the call, and returns a
@@ -101,11 +130,27 @@ func (r *reconciler) trigger() <-chan result {
 func (r *reconciler) Run(ctx context.Context) error {
 	var retry <-chan time.Time
 	var backoff time.Duration
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
+	healthTick := time.NewTicker(2 * time.Second)
+	defer healthTick.Stop()
+	r.pollHealth(ctx)
 	for {
+		var drainTick <-chan time.Time
+		if len(r.drains) > 0 {
+			drainTick = tick.C
+		}
 		select {
 		case <-ctx.Done():
 			r.finish(^uint64(0), result{Err: fmt.Errorf("clbd is shutting down: %w", ctx.Err())})
+			r.endDrains(fmt.Errorf("clbd is shutting down: %w", ctx.Err()))
 			return nil
+		case <-drainTick:
+			r.progressDrains()
+			continue
+		case <-healthTick.C:
+			r.pollHealth(ctx)
+			continue
 		case <-r.kick:
 		case <-retry:
 		}
@@ -149,16 +194,92 @@ func (r *reconciler) coalesce(ctx context.Context) {
 
 func (r *reconciler) finish(ticket uint64, res result) {
 	r.mu.Lock()
-	defer r.mu.Unlock()
+	var covered []waiter
 	rest := r.waiters[:0]
 	for _, w := range r.waiters {
 		if w.ticket <= ticket {
-			w.ch <- res
+			covered = append(covered, w)
 		} else {
 			rest = append(rest, w)
 		}
 	}
 	r.waiters = rest
+	r.mu.Unlock()
+	if len(res.drains) == 0 || res.Err != nil {
+		for _, w := range covered {
+			w.ch <- res
+		}
+		return
+	}
+	b := &drainBatch{pending: map[string]bool{}, waiters: covered, res: result{Path: res.Path}}
+	for _, d := range res.drains {
+		if r.drains == nil {
+			r.drains = map[string]*drain{}
+		}
+		r.drains[d.key()] = &d
+		b.pending[d.key()] = true
+	}
+	r.batches = append(r.batches, b)
+	r.setDraining()
+}
+
+// progressDrains retries `del server` for every draining server and answers the callers whose
+// drains are all over.
+func (r *reconciler) progressDrains() {
+	now := time.Now()
+	for key, d := range r.drains {
+		done, err := false, error(nil)
+		if r.rt == nil {
+			done, err = true, errors.New("runtime API gone")
+		} else {
+			done, err = retryDrain(r.rt, d, now)
+		}
+		if err != nil {
+			r.log.Warn("drain", "server", key, "err", err)
+		}
+		if done {
+			r.log.Info("drained and removed", "server", key)
+			r.endDrain(key)
+		}
+	}
+	r.setDraining()
+}
+
+func (r *reconciler) endDrain(key string) {
+	delete(r.drains, key)
+	rest := r.batches[:0]
+	for _, b := range r.batches {
+		delete(b.pending, key)
+		if len(b.pending) == 0 {
+			for _, w := range b.waiters {
+				w.ch <- b.res
+			}
+			continue
+		}
+		rest = append(rest, b)
+	}
+	r.batches = rest
+}
+
+// endDrains ends every drain: after a reload the new worker no longer has those servers, and
+// the old one finishes their requests by itself.
+func (r *reconciler) endDrains(err error) {
+	for key := range r.drains {
+		r.endDrain(key)
+	}
+	for _, b := range r.batches { // only reachable if a batch had no drains left to end
+		for _, w := range b.waiters {
+			w.ch <- result{Err: err}
+		}
+	}
+	r.batches = nil
+	r.setDraining()
+}
+
+func (r *reconciler) setDraining() {
+	r.mu.Lock()
+	r.draining = len(r.drains)
+	r.mu.Unlock()
 }
 
 // pending is the number of requests not yet covered by an apply.
@@ -172,6 +293,13 @@ func (r *reconciler) lastStatus() (ApplyStatus, uint64, uint64) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return r.status, r.reloads, r.failures
+}
+
+// runtimeStatus is the backends forced onto the reload path and the servers draining.
+func (r *reconciler) runtimeStatus() (map[string]string, int) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.forced, r.draining
 }
 
 func (r *reconciler) setRunning(v bool) {
@@ -198,7 +326,7 @@ func (r *reconciler) render() ([]byte, uint64, error) {
 		return nil, 0, fmt.Errorf("template %s: %w", source, err)
 	}
 	snap := r.store.Snapshot()
-	out, err := render.Render(tmpl, r.config().renderData(snap, source, r.admin))
+	out, err := render.Render(tmpl, r.config().renderData(snap, render.Data{TemplateSource: source, AdminSocket: r.admin, ServerStateFile: r.stateFile}))
 	return out, snap.Generation, err
 }
 
@@ -217,12 +345,16 @@ func (r *reconciler) apply(ctx context.Context) result {
 		st.Result, st.Error = "error", res.Err.Error()
 		r.failures++
 	}
-	if res.Path == applyReload && res.Err == nil {
+	if (res.Path == applyReload || res.Path == applyFallback) && res.Err == nil {
 		r.reloads++
+	}
+	if res.runtimeErr != nil {
+		st.RuntimeError = res.runtimeErr.Error()
 	}
 	st.Checksum = checksum(r.installed)
 	r.status = st
 	r.mu.Unlock()
+	r.metrics.observeApply(res.Path, res.Err, time.Since(start))
 	if res.Err != nil {
 		r.log.Error("apply failed; haproxy keeps its last good config", "err", res.Err, "generation", gen)
 	} else if res.Path != applyUnchanged {
@@ -239,12 +371,85 @@ func (r *reconciler) install(ctx context.Context, out []byte) result {
 	if same {
 		return result{Path: applyUnchanged}
 	}
+	next := parseConfig(out)
+	r.mu.Lock()
+	r.forced = next.forced
+	r.mu.Unlock()
+	var runtimeErr error
+	if running && prev != nil && r.dial != nil {
+		res, ok := r.installRuntime(ctx, parseConfig(prev), next, out)
+		if ok {
+			return res
+		}
+		runtimeErr = res.Err
+	}
+	res := r.installReload(ctx, out, prev, running)
+	if runtimeErr != nil {
+		res.runtimeErr = runtimeErr
+		if res.Err == nil {
+			res.Path = applyFallback
+			r.log.Warn("runtime API change failed; applied by a reload instead", "err", runtimeErr)
+		}
+	}
+	return res
+}
+
+// installRuntime applies a change that touches only servers through the runtime API and
+// rewrites the file without a reload. It reports false when the change needs a reload: the
+// skeleton changed, a touched backend cannot take dynamic servers, or a command failed (then
+// res.Err says which).
+func (r *reconciler) installRuntime(ctx context.Context, prev, next parsedConfig, out []byte) (result, bool) {
+	if prev.skeleton != next.skeleton {
+		return result{}, false
+	}
+	changes := diffServers(prev, next)
+	for _, c := range changes {
+		if _, forced := next.forced[c.Backend]; forced {
+			return result{}, false
+		}
+		if c.New != nil && r.drains[c.Backend+"/"+c.New.Name] != nil {
+			return result{}, false // re-registered while draining: a reload sorts it out
+		}
+	}
+	if r.rt == nil {
+		rt, err := r.dial(ctx)
+		if err != nil {
+			return result{Err: err}, false
+		}
+		r.rt = rt
+	}
+	// The file first: if clbd dies between the two, a restart re-applies from the file.
+	if err := atomicfile.Write(r.output, out, 0o644); err != nil {
+		return result{Err: err}, false
+	}
+	drains, err := runtimeApply(r.rt, changes, next.defaults, r.drainFor)
+	if err != nil {
+		r.rt = nil // reconnect next time, in case the socket went away
+		return result{Err: err}, false
+	}
+	r.mu.Lock()
+	r.installed = out
+	r.mu.Unlock()
+	if err := atomicfile.Write(r.lastGood, out, 0o600); err != nil {
+		r.log.Warn("save last-known-good config", "path", r.lastGood, "err", err)
+	}
+	return result{Path: applyRuntime, drains: drains}, true
+}
+
+// installReload is the full path: haproxy -c on a temp file, atomic install, reload.
+func (r *reconciler) installReload(ctx context.Context, out, prev []byte, running bool) result {
 	tmp, err := atomicfile.WriteTemp(r.output, out, 0o644)
 	if err != nil {
 		return result{Err: err}
 	}
 	if err := haproxy.Check(ctx, r.bin, tmp); err != nil {
 		os.Remove(tmp)
+		if prev != nil {
+			// The runtime path may have written the file already: put the good one back.
+			if werr := atomicfile.Write(r.output, prev, 0o644); werr != nil {
+				r.log.Error("restore last-known-good config", "err", werr)
+			}
+		}
 		return result{Err: fmt.Errorf("haproxy refused the new config: %w", err)}
 	}
 	if err := atomicfile.Install(tmp, r.output); err != nil {
@@ -253,9 +458,11 @@ func (r *reconciler) install(ctx context.Context, out []byte) result {
 	path := applyInstalled
 	if running && r.reloader != nil {
 		path = applyReload
+		r.saveServerState(ctx)
 		if err := r.reloader.Reload(ctx); err != nil {
 			return result{Path: path, Err: r.restore(prev, err)}
 		}
+		r.endDrains(nil)
 	}
 	r.mu.Lock()
 	r.installed = out
@@ -264,6 +471,27 @@ func (r *reconciler) install(ctx context.Context, out []byte) result {
 		r.log.Warn("save last-known-good config", "path", r.lastGood, "err", err)
 	}
 	return result{Path: path}
+}
+
+// saveServerState dumps the servers' state for the next worker; without it, a reload would
+// forget which members are down or draining. Best effort: a reload without it still works.
+func (r *reconciler) saveServerState(ctx context.Context) {
+	if r.stateFile == "" || r.dial == nil {
+		return
+	}
+	if r.rt == nil {
+		rt, err := r.dial(ctx)
+		if err != nil {
+			r.log.Warn("save server state before reload", "err", err)
+			return
+		}
+		r.rt = rt
+	}
+	err := dumpServerState(r.rt, func(b []byte) error { return atomicfile.Write(r.stateFile, b, 0o644) })
+	if err != nil {
+		r.rt = nil
+		r.log.Warn("save server state before reload", "err", err)
+	}
 }
 
 // restore puts the last-known-good config back after a failed reload, so that the file on

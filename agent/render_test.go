@@ -67,7 +67,8 @@ func TestRenderGolden(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			got, err := render.Render(tmpl, cfg.renderData(store.Snapshot{Members: rc.Members}, source, "/run/clb/admin.sock"))
+			got, err := render.Render(tmpl, cfg.renderData(store.Snapshot{Members: rc.Members},
+				render.Data{TemplateSource: source, AdminSocket: "/run/clb/admin.sock", ServerStateFile: "/var/lib/clb-server/haproxy.state"}))
 			if err != nil {
 				t.Fatal(err)
 			}

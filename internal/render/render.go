@@ -25,6 +25,8 @@ type Data struct {
 	TemplateSource string
 	// AdminSocket is the haproxy stats socket (level admin) path, empty when none.
 	AdminSocket string
+	// ServerStateFile is where clbd saves server states before a reload, empty when none.
+	ServerStateFile string
 	// Services sorted by name.
 	Services []Service
 }

@@ -1,0 +1,129 @@
+package agent
+
+import (
+	"net/http"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// metrics are clbd's Prometheus metrics, on a registry of the agent's own (several agents can
+// run in one test process). Every method is safe on a nil *metrics.
+type metrics struct {
+	reg           *prometheus.Registry
+	registrations *prometheus.CounterVec
+	applies       *prometheus.CounterVec
+	applySeconds  *prometheus.HistogramVec
+	reloads       *prometheus.CounterVec
+	authFailures  *prometheus.CounterVec
+}
+
+func newMetrics(a *Agent) *metrics {
+	m := &metrics{
+		reg: prometheus.NewRegistry(),
+		registrations: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "clb_registrations_total", Help: "Register and unregister calls accepted, by service and operation.",
+		}, []string{"service", "op"}),
+		applies: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "clb_applies_total", Help: "Applies by path (unchanged, runtime, reload, runtime-failed-reload, installed) and result.",
+		}, []string{"path", "result"}),
+		applySeconds: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "clb_apply_duration_seconds", Help: "Time from render to applied, by path.",
+			Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10},
+		}, []string{"path"}),
+		reloads: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "clb_haproxy_reloads_total", Help: "haproxy reloads by result.",
+		}, []string{"result"}),
+		authFailures: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "clb_auth_failures_total", Help: "Refused API calls by reason (unauthenticated, forbidden, rate_limited).",
+		}, []string{"reason"}),
+	}
+	m.reg.MustRegister(m.registrations, m.applies, m.applySeconds, m.reloads, m.authFailures,
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		&stateCollector{a: a})
+	return m
+}
+
+func (m *metrics) handler() http.Handler {
+	return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{})
+}
+
+func (m *metrics) observeApply(path string, err error, d time.Duration) {
+	if m == nil {
+		return
+	}
+	result := "ok"
+	if err != nil {
+		result = "error"
+	}
+	m.applies.WithLabelValues(path, result).Inc()
+	if err == nil {
+		m.applySeconds.WithLabelValues(path).Observe(d.Seconds())
+	}
+	if path == applyReload || path == applyFallback {
+		m.reloads.WithLabelValues(result).Inc()
+	}
+}
+
+func (m *metrics) registration(service, op string) {
+	if m == nil {
+		return
+	}
+	m.registrations.WithLabelValues(service, op).Inc()
+}
+
+// AuthFailure counts a refused call; reason is unauthenticated, forbidden or rate_limited.
+func (m *metrics) authFailure(reason string) {
+	if m == nil {
+		return
+	}
+	m.authFailures.WithLabelValues(reason).Inc()
+}
+
+// stateCollector reads members, health and pending work at scrape time.
+type stateCollector struct{ a *Agent }
+
+var (
+	membersDesc  = prometheus.NewDesc("clb_members", "Registered members by service.", []string{"service"}, nil)
+	healthDesc   = prometheus.NewDesc("clb_member_health", "Members by service and health as haproxy last reported it (up, down, maint, drain, unknown).", []string{"service", "health"}, nil)
+	pendingDesc  = prometheus.NewDesc("clb_pending_changes", "API calls waiting for an apply.", nil, nil)
+	drainingDesc = prometheus.NewDesc("clb_draining_servers", "Servers out of rotation waiting for their connections to end.", nil, nil)
+	forcedDesc   = prometheus.NewDesc("clb_reload_only_backends", "Backends haproxy cannot change at runtime (changes reload).", nil, nil)
+	lastOKDesc   = prometheus.NewDesc("clb_last_apply_success", "1 if the last apply succeeded.", nil, nil)
+)
+
+func (c *stateCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{membersDesc, healthDesc, pendingDesc, drainingDesc, forcedDesc, lastOKDesc} {
+		ch <- d
+	}
+}
+
+func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
+	a := c.a
+	if a.store == nil || a.rec == nil {
+		return
+	}
+	health := a.rec.healthSnapshot()
+	for _, v := range a.views(health) {
+		ch <- prometheus.MustNewConstMetric(membersDesc, prometheus.GaugeValue, float64(len(v.Members)), v.Name)
+		counts := map[string]int{}
+		for _, m := range v.Members {
+			counts[m.Health]++
+		}
+		for h, n := range counts {
+			ch <- prometheus.MustNewConstMetric(healthDesc, prometheus.GaugeValue, float64(n), v.Name, h)
+		}
+	}
+	forced, draining := a.rec.runtimeStatus()
+	last, _, _ := a.rec.lastStatus()
+	ok := 0.0
+	if last.Result == "ok" {
+		ok = 1
+	}
+	ch <- prometheus.MustNewConstMetric(pendingDesc, prometheus.GaugeValue, float64(a.rec.pending()))
+	ch <- prometheus.MustNewConstMetric(drainingDesc, prometheus.GaugeValue, float64(draining))
+	ch <- prometheus.MustNewConstMetric(forcedDesc, prometheus.GaugeValue, float64(len(forced)))
+	ch <- prometheus.MustNewConstMetric(lastOKDesc, prometheus.GaugeValue, ok)
+}

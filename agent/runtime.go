@@ -1,0 +1,148 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/haproxytech/client-native/v5/runtime"
+	"github.com/haproxytech/client-native/v5/runtime/options"
+)
+
+// runtimeClient is the part of client-native's runtime API (over haproxy's admin socket) that
+// clbd uses. Tests wrap it to make a command fail.
+type runtimeClient interface {
+	AddServer(backend, name, attributes string) error
+	DeleteServer(backend, name string) error
+	SetServerState(backend, server, state string) error
+	SetServerWeight(backend, server, weight string) error
+	EnableServerHealth(backend, server string) error
+	ExecuteRaw(command string) ([]string, error)
+}
+
+// dialRuntime connects client-native to an admin socket. client-native caches the haproxy
+// version per process and refuses add/del server until it knows it, so ask for it first.
+func dialRuntime(ctx context.Context, socket string) (runtimeClient, error) {
+	rt, err := runtime.New(ctx, options.Socket(socket))
+	if err != nil {
+		return nil, fmt.Errorf("runtime API %s: %w", socket, err)
+	}
+	if _, err := rt.GetVersion(); err != nil {
+		return nil, fmt.Errorf("runtime API %s: show info: %w", socket, err)
+	}
+	return rt, nil
+}
+
+// errStillUsed is how `del server` says the server still carries connections.
+func errStillUsed(err error) bool {
+	return err != nil && strings.Contains(err.Error(), "still has connections")
+}
+
+func errNoSuchServer(err error) bool {
+	return err != nil && (strings.Contains(err.Error(), "No such server") || strings.Contains(err.Error(), "No such backend"))
+}
+
+// drain is a server taken out of rotation (state maint) and waiting for its connections to end
+// before `del server`.
+type drain struct {
+	backend, name string
+	deadline      time.Time // then its sessions are shut down
+	forced        bool      // sessions were shut down
+}
+
+func (d drain) key() string { return d.backend + "/" + d.name }
+
+// runtimeApply applies server changes through the runtime API. A removed server goes to maint
+// at once (no new requests) and is deleted when its connections end: those are returned as
+// drains. Any failure stops at once; the caller falls back to a reload, which makes haproxy
+// match the file whatever was applied before the failure.
+func runtimeApply(rt runtimeClient, changes []serverChange, defaults map[string][]string, drainFor func(backend string) time.Duration) ([]drain, error) {
+	var drains []drain
+	now := time.Now()
+	for _, c := range changes {
+		switch {
+		case c.New == nil: // removed
+			if err := rt.SetServerState(c.Backend, c.Old.Name, "maint"); err != nil {
+				if errNoSuchServer(err) {
+					continue
+				}
+				return drains, fmt.Errorf("drain %s/%s: %w", c.Backend, c.Old.Name, err)
+			}
+			err := rt.DeleteServer(c.Backend, c.Old.Name)
+			switch {
+			case err == nil || errNoSuchServer(err):
+			case errStillUsed(err):
+				drains = append(drains, drain{backend: c.Backend, name: c.Old.Name, deadline: now.Add(drainFor(c.Backend))})
+			default:
+				return drains, fmt.Errorf("del server %s/%s: %w", c.Backend, c.Old.Name, err)
+			}
+		case c.Old == nil: // added
+			if err := addServer(rt, c.Backend, *c.New, defaults[c.Backend]); err != nil {
+				return drains, err
+			}
+		default:
+			w, ok := c.weightOnly()
+			if !ok {
+				// Address or options changed: not worth a runtime dance; a reload is exact.
+				return drains, fmt.Errorf("server %s/%s changed more than its weight", c.Backend, c.New.Name)
+			}
+			if err := rt.SetServerWeight(c.Backend, c.New.Name, w); err != nil {
+				return drains, fmt.Errorf("set weight %s/%s: %w", c.Backend, c.New.Name, err)
+			}
+		}
+	}
+	return drains, nil
+}
+
+// addServer creates a dynamic server. haproxy 2.6 creates it in maintenance; health checks and
+// the server are then enabled (not `add server ... enabled`, which serves 503 until cycled).
+func addServer(rt runtimeClient, backend string, s serverLine, defaults []string) error {
+	if err := rt.AddServer(backend, s.Name, addArgs(s, defaults)); err != nil {
+		return fmt.Errorf("add server %s/%s: %w", backend, s.Name, err)
+	}
+	if hasCheck(s, defaults) {
+		if err := rt.EnableServerHealth(backend, s.Name); err != nil {
+			return fmt.Errorf("enable health %s/%s: %w", backend, s.Name, err)
+		}
+	}
+	if err := rt.SetServerState(backend, s.Name, "ready"); err != nil {
+		return fmt.Errorf("enable server %s/%s: %w", backend, s.Name, err)
+	}
+	return nil
+}
+
+// retryDrain tries to delete a draining server; past its deadline it shuts its sessions down
+// first. It reports whether the drain is over.
+func retryDrain(rt runtimeClient, d *drain, now time.Time) (bool, error) {
+	err := rt.DeleteServer(d.backend, d.name)
+	switch {
+	case err == nil || errNoSuchServer(err):
+		return true, nil
+	case !errStillUsed(err):
+		return true, fmt.Errorf("del server %s: %w", d.key(), err)
+	case now.Before(d.deadline):
+		return false, nil
+	case !d.forced:
+		d.forced = true
+		_, err := rt.ExecuteRaw("shutdown sessions server " + d.key())
+		return false, err
+	case now.After(d.deadline.Add(5 * time.Second)):
+		return true, fmt.Errorf("del server %s: connections still attached 5s after shutting its sessions down; it stays in maintenance until the next reload", d.key())
+	}
+	return false, nil
+}
+
+// dumpServerState writes `show servers state` to path, so the next worker starts with the
+// current health, drain states and weights (load-server-state-from-file).
+func dumpServerState(rt runtimeClient, write func([]byte) error) error {
+	out, err := rt.ExecuteRaw("show servers state")
+	if err != nil {
+		return fmt.Errorf("show servers state: %w", err)
+	}
+	if len(out) == 0 {
+		return errors.New("show servers state: no answer")
+	}
+	return write([]byte(strings.Join(out, "")))
+}
