@@ -119,8 +119,8 @@ func flags(unregister bool, clientConfig string) []cli.Flag {
 		&cli.StringFlag{Name: "zone", Usage: "availability `ZONE` of the member" + ignored},
 		&cli.IntFlag{Name: "weight", DefaultText: "100", Usage: "`WEIGHT` 0-256; 0 takes the member out of rotation" + ignored},
 		&cli.DurationFlag{Name: "timeout", Value: DefaultTimeout, Usage: "give up after `DURATION`, retries included"},
-		&cli.DurationFlag{Name: "ttl", DefaultText: "none", Usage: "register a lease that expires after `DURATION` (not supported yet)"},
-		&cli.BoolFlag{Name: "keepalive", DisableDefaultText: true, Usage: "renew the --ttl lease until SIGTERM, then unregister (not supported yet)"},
+		&cli.DurationFlag{Name: "ttl", DefaultText: "none", Usage: "register a lease: clbd removes the member unless it registers again within `DURATION` (1s-24h; clbd's minimum is 5s unless configured)" + ignored},
+		&cli.BoolFlag{Name: "keepalive", DisableDefaultText: true, Usage: "keep running: renew the --ttl lease every TTL/3 (retrying through clbd restarts), tell systemd READY=1 once registered, unregister on SIGTERM or SIGINT" + ignored},
 		&cli.StringFlag{Name: "key-id", Value: auth.DefaultKeyID, Usage: "`ID` of the key the password belongs to; also $CLB_KEY_ID"},
 		&cli.StringFlag{Name: "client-config", Value: clientConfig, Usage: "client config `FILE`"},
 	}
@@ -158,6 +158,9 @@ func action(c *cli.Context, unregister bool, o appOptions) error {
 	if o.tune != nil {
 		o.tune(client)
 	}
+	if !unregister && c.Bool("keepalive") {
+		return keepalive(c, client, inv)
+	}
 	var res Result
 	if unregister {
 		res, err = client.Unregister(c.Context, inv.service, inv.req)
@@ -182,8 +185,8 @@ func resolve(c *cli.Context, o appOptions) (invocation, error) {
 	if c.IsSet("keepalive") && !c.IsSet("ttl") {
 		return inv, usageErrorf("--keepalive needs --ttl")
 	}
-	if c.IsSet("ttl") {
-		return inv, usageErrorf("--ttl is not supported yet")
+	if ttl := c.Duration("ttl"); c.IsSet("ttl") && (ttl == 0 || validateTTL(ttl) != nil) {
+		return inv, usageErrorf("--ttl %v: want %s-%s", ttl, MinTTL, MaxTTL)
 	}
 	if c.Duration("timeout") <= 0 {
 		return inv, usageErrorf("--timeout %v: want a positive duration", c.Duration("timeout"))
@@ -287,6 +290,7 @@ func resolve(c *cli.Context, o appOptions) (invocation, error) {
 		Address: c.String("address"),
 		Port:    c.Int("port"),
 		Zone:    c.String("zone"),
+		TTL:     c.Duration("ttl"),
 	}
 	if c.IsSet("port") {
 		if err := model.ValidatePort(inv.req.Port); err != nil {

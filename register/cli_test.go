@@ -295,8 +295,10 @@ func TestCLIExitCodes(t *testing.T) {
 		{name: "bad client config", args: []string{"--client-config", badConf, "SERVER", "web"}, wantCode: ExitUsage, wantInErr: `line 2: unknown key "ca"`},
 		{name: "key id", args: []string{"--key-id", "a,b", "SERVER", "web"}, wantCode: ExitUsage, wantInErr: "key id"},
 		{name: "timeout", args: []string{"--timeout", "0s", "SERVER", "web"}, wantCode: ExitUsage, wantInErr: "--timeout 0s"},
-		{name: "ttl", args: []string{"--ttl", "30s", "SERVER", "web"}, wantCode: ExitUsage, wantInErr: "--ttl is not supported yet"},
-		{name: "ttl keepalive", args: []string{"--ttl", "30s", "--keepalive", "SERVER", "web"}, wantCode: ExitUsage, wantInErr: "--ttl is not supported yet"},
+		{name: "ttl zero", args: []string{"--ttl", "0s", "SERVER", "web"}, wantCode: ExitUsage, wantInErr: "--ttl 0s: want 1s-24h0m0s"},
+		{name: "ttl short", args: []string{"--ttl", "500ms", "--keepalive", "SERVER", "web"}, wantCode: ExitUsage, wantInErr: "--ttl 500ms: want 1s-24h0m0s"},
+		{name: "ttl long", args: []string{"--ttl", "25h", "SERVER", "web"}, wantCode: ExitUsage, wantInErr: "--ttl 25h0m0s: want 1s-24h0m0s"},
+		{name: "ttl refused", replies: []reply{{status: 400, code: "bad_request", msg: "ttl 2s: want 5s-24h0m0s"}}, args: []string{"--ttl", "2s", "SERVER", "web"}, wantCode: ExitRefused, wantInErr: "ttl 2s: want 5s"},
 		{name: "keepalive", args: []string{"--keepalive", "SERVER", "web"}, wantCode: ExitUsage, wantInErr: "--keepalive needs --ttl"},
 
 		{name: "wrong password", env: map[string]string{"CLB_PASSWORD": "nope"}, args: []string{"SERVER", "web"}, wantCode: ExitAuth, wantInErr: "(401 unauthenticated): request signature is missing, stale or invalid"},
@@ -353,7 +355,7 @@ func TestMainProgramName(t *testing.T) {
 	}{
 		{args: []string{"/usr/bin/clb_unregister", "--help"}, wantCode: ExitOK, wantOut: "clb_unregister - remove this machine"},
 		{args: []string{"clb_register", "-h"}, wantCode: ExitOK, wantOut: "clb_register - register this machine"},
-		{args: []string{"clb_register", "--ttl", "1m"}, wantCode: ExitUsage, wantErr: "clb_register: --ttl is not supported yet"},
+		{args: []string{"clb_register", "--ttl", "-1m"}, wantCode: ExitUsage, wantErr: "clb_register: --ttl -1m0s: want 1s-24h0m0s"},
 		{args: []string{"/opt/clb/clb_unregister", "--keepalive"}, wantCode: ExitUsage, wantErr: "clb_unregister: --keepalive needs --ttl"},
 	}
 	for _, tt := range tests {

@@ -70,6 +70,9 @@ type Request struct {
 	// Weight is 0-256; nil leaves the server's default. 0 takes the member out of rotation.
 	Weight *int
 	Zone   string
+	// TTL, when positive, makes the registration a lease that clbd removes unless it is
+	// renewed within TTL (see Keepalive); Unregister ignores it.
+	TTL time.Duration
 }
 
 // Result is the server's answer to a successful call.
@@ -91,6 +94,7 @@ type memberBody struct {
 	Port    int    `json:"port,omitempty"`
 	Weight  *int   `json:"weight,omitempty"`
 	Zone    string `json:"zone,omitempty"`
+	TTL     string `json:"ttl,omitempty"`
 }
 
 // answer is the JSON body of the server's answers, successful or not.
@@ -109,6 +113,9 @@ func (c *Client) Register(ctx context.Context, service string, req Request) (Res
 		return Result{}, err
 	}
 	b := memberBody{Address: req.Address, Port: req.Port, Weight: req.Weight, Zone: req.Zone}
+	if req.TTL > 0 {
+		b.TTL = req.TTL.String()
+	}
 	method, path := http.MethodPost, "/v1/services/"+service+"/members"
 	if req.Name != "" {
 		method, path = http.MethodPut, path+"/"+req.Name
@@ -156,7 +163,7 @@ func validate(service string, req Request, register bool) error {
 		if req.Weight != nil {
 			check = append(check, model.ValidateWeight(*req.Weight))
 		}
-		check = append(check, model.ValidateZone(req.Zone))
+		check = append(check, model.ValidateZone(req.Zone), validateTTL(req.TTL))
 	}
 	for _, err := range check {
 		if err != nil {
