@@ -9,8 +9,7 @@ package agent
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -18,12 +17,13 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
 	"golang.org/x/sync/errgroup"
 
-	"clb/internal/auth"
 	"clb/internal/haproxy"
 	"clb/internal/sdnotify"
 	"clb/internal/store"
@@ -35,6 +35,7 @@ const (
 	managedCfgName   = "haproxy.cfg"
 	adminSocketName  = "haproxy-admin.sock"
 	passwordFileName = "password"
+	serverStateName  = "haproxy.state"
 )
 
 // Version is clbd's version, set at build time with -ldflags "-X clb/agent.Version=...".
@@ -49,6 +50,9 @@ type Options struct {
 	Logger *slog.Logger
 	// Ready, if set, is closed when the API is listening and haproxy has its config.
 	Ready chan<- net.Addr
+
+	// wrapRuntime lets tests wrap the runtime API client to inject failures.
+	wrapRuntime func(dial func(context.Context) (runtimeClient, error)) func(context.Context) (runtimeClient, error)
 }
 
 // Agent is a running clbd.
@@ -57,13 +61,32 @@ type Agent struct {
 	log      *slog.Logger
 	cfg      atomic.Pointer[Config]
 	store    *store.Store
-	verifier *auth.Verifier
+	sec      security
 	rec      *reconciler
 	managed  *haproxy.Managed
 	started  time.Time
 	version  string
 	restart  atomic.Bool
 	cancel   context.CancelFunc
+	metrics  *metrics
+
+	// defs are the API's service definitions and disabled zones; fileServices the config
+	// file's services. setServices merges them into cfg under cfgMu.
+	defs         *defs
+	fileServices map[string]Service
+	cfgMu        sync.Mutex
+}
+
+// drainTimeout is the draining timeout of the service a backend belongs to (backends are named
+// service_port by the built-in template; 30 s for backends clbd does not know).
+func (a *Agent) drainTimeout(backend string) time.Duration {
+	cfg := a.config()
+	if i := strings.LastIndexByte(backend, '_'); i > 0 {
+		if svc, ok := cfg.Services[backend[:i]]; ok {
+			return svc.DrainingTimeout
+		}
+	}
+	return 30 * time.Second
 }
 
 // New checks cfg and prepares an agent; nothing runs until Run.
@@ -119,11 +142,20 @@ func (a *Agent) Run(ctx context.Context) error {
 		return err
 	}
 	a.store = st
-	keys, err := a.loadKeys(cfg)
+	if a.defs, err = openDefs(cfg.StateDir); err != nil {
+		return err
+	}
+	if err := a.setServices(cfg.Services); err != nil {
+		return fmt.Errorf("services defined through the API: %w", err)
+	}
+	cfg = a.config()
+	if err := a.setupSecurity(cfg); err != nil {
+		return err
+	}
+	tlsConfig, err := serverTLSConfig(cfg, a.log)
 	if err != nil {
 		return err
 	}
-	a.verifier = auth.New(keys)
 	if v, err := haproxy.Version(ctx, cfg.Haproxy); err != nil {
 		return fmt.Errorf("haproxy binary %q: %w", cfg.Haproxy, err)
 	} else {
@@ -134,9 +166,24 @@ func (a *Agent) Run(ctx context.Context) error {
 		log: a.log, store: st, config: a.config, tmplDir: cfg.Templates, output: cfg.Output,
 		lastGood: filepath.Join(cfg.StateDir, lastGoodName), bin: cfg.Haproxy,
 		quiet: cfg.ApplyQuiet, maxWait: cfg.ApplyMaxWait, kick: make(chan struct{}, 1),
+		drainFor: a.drainTimeout,
 	}
+	a.metrics = newMetrics(a)
+	a.rec.metrics = a.metrics
 	if cfg.Managed {
 		a.rec.admin = filepath.Join(cfg.StateDir, adminSocketName)
+	} else {
+		a.rec.admin = cfg.RuntimeSocket
+	}
+	if a.rec.admin != "" {
+		sock := a.rec.admin
+		a.rec.dial = func(ctx context.Context) (runtimeClient, error) { return dialRuntime(ctx, sock) }
+		a.rec.stateFile = filepath.Join(cfg.StateDir, serverStateName)
+		if a.opts.wrapRuntime != nil {
+			a.rec.dial = a.opts.wrapRuntime(a.rec.dial)
+		}
+	}
+	if cfg.Managed {
 		a.managed = haproxy.New(haproxy.Options{Binary: cfg.Haproxy, ConfigPath: cfg.Output, Dir: cfg.StateDir, Logger: a.log.With("component", "haproxy")})
 		a.rec.reloader = a.managed
 	} else if cfg.ReloadCmd != "" {
@@ -157,6 +204,9 @@ func (a *Agent) Run(ctx context.Context) error {
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
 		return fmt.Errorf("listen: %w", err)
+	}
+	if tlsConfig != nil {
+		ln = tls.NewListener(ln, tlsConfig)
 	}
 	srv := &http.Server{
 		Handler:           newAPI(a),
@@ -181,6 +231,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	g.Go(func() error { return a.rec.Run(ctx) })
 	g.Go(func() error { return a.expireLeases(ctx) })
 	g.Go(func() error { return a.watch(ctx) })
+	g.Go(func() error { return a.watchKeys(ctx) })
 	g.Go(func() error {
 		if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
 			return fmt.Errorf("serve API: %w", err)
@@ -193,7 +244,7 @@ func (a *Agent) Run(ctx context.Context) error {
 		defer cancel()
 		return srv.Shutdown(sctx)
 	})
-	a.log.Info("clbd listening", "addr", ln.Addr().String(), "managed", cfg.Managed, "output", cfg.Output, "state_dir", cfg.StateDir)
+	a.log.Info("clbd listening", "addr", ln.Addr().String(), "tls", tlsConfig != nil, "managed", cfg.Managed, "output", cfg.Output, "state_dir", cfg.StateDir)
 	a.notifySystemd(sdnotify.Ready)
 	if a.opts.Ready != nil {
 		a.opts.Ready <- ln.Addr()
@@ -227,32 +278,6 @@ func (a *Agent) fallBackToLastGood() error {
 	return nil
 }
 
-// loadKeys reads the shared password as key "default". With no password file configured,
-// clbd uses <state-dir>/password, generating a random one on first start (the quick start's
-// dev password; the log says where it is).
-func (a *Agent) loadKeys(cfg *Config) (auth.Keys, error) {
-	path := cfg.PasswordFile
-	if path == "" {
-		path = filepath.Join(cfg.StateDir, passwordFileName)
-		if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) {
-			b := make([]byte, 24)
-			if _, err := rand.Read(b); err != nil {
-				return nil, err
-			}
-			if err := os.WriteFile(path, []byte(hex.EncodeToString(b)+"\n"), 0o600); err != nil {
-				return nil, fmt.Errorf("generate password: %w", err)
-			}
-			a.log.Warn("no password_file configured: generated a password for key \"default\"", "path", path)
-		}
-	}
-	pw, err := auth.ReadPasswordFile(path)
-	if err != nil {
-		return nil, err
-	}
-	a.log.Info("API key loaded", "key", "default", "path", path)
-	return auth.StaticKeys{"default": auth.DeriveKey(pw)}, nil
-}
-
 // Status is what GET /v1/status answers.
 type Status struct {
 	LastApply      ApplyStatus `json:"last_apply"`
@@ -264,6 +289,11 @@ type Status struct {
 	Output         string      `json:"output"`
 	Template       string      `json:"template"`
 	HaproxyPID     int         `json:"haproxy_pid,omitempty"`
+	// ReloadOnly lists the backends whose changes always reload, and why (haproxy 2.6 refuses
+	// dynamic servers there).
+	ReloadOnly map[string]string `json:"reload_only_backends,omitempty"`
+	Draining   int               `json:"draining_servers"`
+	RuntimeAPI string            `json:"runtime_socket,omitempty"`
 	Version        string      `json:"clbd_version"`
 	Uptime         string      `json:"uptime"`
 }
@@ -279,5 +309,7 @@ func (a *Agent) status() Status {
 	if a.managed != nil {
 		s.Mode, s.HaproxyPID = "managed", a.managed.Pid()
 	}
+	s.ReloadOnly, s.Draining = a.rec.runtimeStatus()
+	s.RuntimeAPI = a.rec.admin
 	return s
 }

@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"net/netip"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -73,6 +74,7 @@ func newAPI(a *Agent) *api {
 	h.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	})
+	h.mux.Handle("GET /metrics", a.metrics.handler())
 	return h
 }
 
@@ -101,6 +103,7 @@ func (h *api) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // handle registers an authenticated handler: the body is read (size-limited) and the request
 // signature checked before fn runs.
 func (h *api) handle(pattern string, fn func(r *http.Request, body []byte) (int, any, error)) {
+	admin := needsAdmin(pattern)
 	h.mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
 		body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxBody))
 		if err != nil {
@@ -112,11 +115,16 @@ func (h *api) handle(pattern string, fn func(r *http.Request, body []byte) (int,
 			h.fail(w, r, errorf(http.StatusBadRequest, "bad_request", "read request body: %v", err))
 			return
 		}
-		keyID, err := h.a.verifier.Verify(r, body)
-		if err != nil {
-			h.log.Warn("authentication refused", "addr", r.RemoteAddr, "method", r.Method, "path", r.URL.Path, "err", err)
-			h.fail(w, r, errorf(http.StatusUnauthorized, "unauthenticated", "request signature is missing, stale or invalid"))
+		r, ok := h.authenticate(w, r, body)
+		if !ok {
 			return
+		}
+		keyID := identity(r).KeyID
+		if admin {
+			if err := requireAdmin(r); err != nil {
+				h.fail(w, r, err)
+				return
+			}
 		}
 		status, resp, err := fn(r, body)
 		if err != nil {
@@ -155,6 +163,9 @@ func (h *api) service(r *http.Request) (string, Service, error) {
 	name := r.PathValue("service")
 	if err := model.ValidateServiceName(name); err != nil {
 		return "", Service{}, errorf(http.StatusBadRequest, "bad_request", "%v", err)
+	}
+	if err := requireService(r, name); err != nil {
+		return "", Service{}, err
 	}
 	svc, ok := h.a.config().Services[name]
 	if !ok {
@@ -209,6 +220,11 @@ func (h *api) member(r *http.Request, svc Service, req memberRequest, name strin
 		m.Name = req.Name
 	}
 	if m.Name == "" {
+		// The default name is made of the address: check it first, so that the error names
+		// the address the caller gave rather than a member name it did not give.
+		if err := model.ValidateAddress(m.Address); err != nil {
+			return m, errorf(http.StatusBadRequest, "bad_request", "%v", err)
+		}
 		m.Name = model.DefaultName(m.Address, m.Port)
 	}
 	if req.Name != "" && req.Name != m.Name {
@@ -245,12 +261,16 @@ func (h *api) register(r *http.Request, body []byte, name string) (int, any, err
 	if err != nil {
 		return 0, nil, err
 	}
+	if err := h.checkMemberCap(service, m.Name); err != nil {
+		return 0, nil, err
+	}
 	changed, err := h.saveMember(service, m, req.TTL)
 	if err != nil {
 		return 0, nil, fmt.Errorf("save registration: %w", err)
 	}
 	if changed {
 		h.log.Info("member registered", "service", service, "member", m.Name, "addr", m.Address, "port", m.Port)
+		h.a.metrics.registration(service, "register")
 	}
 	return h.await(r, service, m)
 }
@@ -311,6 +331,7 @@ func (h *api) unregister(r *http.Request, service, name string) (int, any, error
 		return 0, nil, fmt.Errorf("save unregistration: %w", err)
 	}
 	h.log.Info("member unregistered", "service", service, "member", name)
+	h.a.metrics.registration(service, "unregister")
 	return h.await(r, service, m)
 }
 
@@ -341,22 +362,36 @@ func (h *api) await(r *http.Request, service string, m model.Member) (int, any, 
 }
 
 type serviceView struct {
-	Name      string         `json:"name"`
-	Listeners []Listener     `json:"listeners"`
-	Balance   string         `json:"balance"`
-	Sticky    bool           `json:"sticky"`
-	Members   []model.Member `json:"members"`
+	Name      string       `json:"name"`
+	Listeners []Listener   `json:"listeners"`
+	Balance   string       `json:"balance"`
+	Sticky    bool         `json:"sticky"`
+	Members   []memberView `json:"members"`
 }
 
-func (h *api) views() []serviceView {
-	cfg := h.a.config()
-	snap := h.a.store.Snapshot()
+// memberView is a member with its health as haproxy last reported it (first listener's
+// backend; "unknown" without a runtime API).
+type memberView struct {
+	model.Member
+	Health string `json:"health"`
+}
+
+func (h *api) views() []serviceView { return h.a.views(h.a.rec.healthSnapshot()) }
+
+func (a *Agent) views(health map[string]map[string]string) []serviceView {
+	cfg := a.config()
+	snap := a.store.Snapshot()
 	var out []serviceView
 	for _, name := range slices.Sorted(maps.Keys(cfg.Services)) {
 		svc := cfg.Services[name]
-		members := snap.Members[name]
-		if members == nil {
-			members = []model.Member{}
+		backend := name + "_" + strconv.Itoa(svc.Listeners[0].Port)
+		members := []memberView{}
+		for _, m := range snap.Members[name] {
+			st := health[backend][m.Name]
+			if st == "" {
+				st = healthUnknown
+			}
+			members = append(members, memberView{Member: m, Health: st})
 		}
 		out = append(out, serviceView{Name: name, Listeners: svc.Listeners, Balance: svc.Balance, Sticky: svc.Sticky, Members: members})
 	}
@@ -364,7 +399,9 @@ func (h *api) views() []serviceView {
 }
 
 func (h *api) listServices(r *http.Request, _ []byte) (int, any, error) {
-	return http.StatusOK, map[string]any{"services": h.views()}, nil
+	// A register key sees the services of its scope only.
+	views := slices.DeleteFunc(h.views(), func(v serviceView) bool { return !identity(r).Scope.AllowsService(v.Name) })
+	return http.StatusOK, map[string]any{"services": views}, nil
 }
 
 func (h *api) getService(r *http.Request, _ []byte) (int, any, error) {

@@ -45,7 +45,11 @@ func flags() []cli.Flag {
 		&cli.StringFlag{Name: "haproxy", Value: d.Haproxy, Usage: "haproxy binary for -c and managed mode"},
 		&cli.StringFlag{Name: "runtime-socket", Usage: "haproxy admin socket for hitless changes (external mode)"},
 		&cli.BoolFlag{Name: "managed", Usage: "start and supervise haproxy (master-worker) and reload it through its master socket"},
-		&cli.StringFlag{Name: "password-file", Usage: "file holding the shared password (key \"default\"); default STATE_DIR/password, generated if missing"},
+		&cli.StringFlag{Name: "password-file", Usage: "file holding the shared password (key \"default\"); default STATE_DIR/password, generated if missing (and no keys file)"},
+		&cli.StringFlag{Name: "keys-file", Usage: "YAML file of scoped API keys (mode 0600; watched; see clbd keys)"},
+		&cli.StringFlag{Name: "tls-cert", Usage: "serve the API over TLS with this certificate (PEM; re-read when it changes)"},
+		&cli.StringFlag{Name: "tls-key", Usage: "private key of --tls-cert (PEM)"},
+		&cli.StringFlag{Name: "tls-client-ca", Usage: "require client certificates signed by this CA (PEM)"},
 		&cli.StringFlag{Name: "log-level", Value: "info", Usage: "debug, info, warn or error"},
 	}
 }
@@ -65,6 +69,7 @@ func App(stdout, stderr io.Writer) *cli.App {
 				Action: func(c *cli.Context) error { return renderCmd(c, stdout, false) }},
 			{Name: "check", Usage: "render and run haproxy -c; exit 0 only if haproxy accepts it", Flags: flags(),
 				Action: func(c *cli.Context) error { return renderCmd(c, stdout, true) }},
+			keysCommand(stdout, stderr),
 			{Name: "version", Usage: "print the version", Action: func(c *cli.Context) error {
 				fmt.Fprintf(stdout, "clbd %s\n", Version)
 				return nil
@@ -107,6 +112,10 @@ func overlay(c *cli.Context, cfg *Config) {
 	set("haproxy", &cfg.Haproxy)
 	set("runtime-socket", &cfg.RuntimeSocket)
 	set("password-file", &cfg.PasswordFile)
+	set("keys-file", &cfg.KeysFile)
+	set("tls-cert", &cfg.TLSCert)
+	set("tls-key", &cfg.TLSKey)
+	set("tls-client-ca", &cfg.TLSClientCA)
 	if c.IsSet("state-dir") {
 		cfg.StateDir = c.String("state-dir")
 		if !c.IsSet("templates") && cfg.Templates == Defaults().Templates {
@@ -201,11 +210,14 @@ func renderCmd(c *cli.Context, stdout io.Writer, check bool) error {
 	if err != nil {
 		return cli.Exit(fmt.Sprintf("template %s: %v", source, err), 1)
 	}
-	admin := ""
+	env := render.Data{TemplateSource: source, AdminSocket: cfg.RuntimeSocket}
 	if cfg.Managed {
-		admin = filepath.Join(cfg.StateDir, adminSocketName)
+		env.AdminSocket = filepath.Join(cfg.StateDir, adminSocketName)
 	}
-	out, err := render.Render(tmpl, cfg.renderData(st.Snapshot(), source, admin))
+	if env.AdminSocket != "" {
+		env.ServerStateFile = filepath.Join(cfg.StateDir, serverStateName)
+	}
+	out, err := render.Render(tmpl, cfg.renderData(st.Snapshot(), env))
 	if err != nil {
 		return cli.Exit(err.Error(), 1)
 	}

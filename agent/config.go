@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"maps"
+	"math"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -57,7 +58,23 @@ type Config struct {
 	LeaseMinTTL        time.Duration `yaml:"lease_min_ttl"`
 	LeaseCheckInterval time.Duration `yaml:"lease_check_interval"`
 
+	// TLSCert and TLSKey serve the API over TLS (files re-read when they change);
+	// TLSClientCA, when set, requires client certificates signed by it.
+	TLSCert     string `yaml:"tls_cert"`
+	TLSKey      string `yaml:"tls_key"`
+	TLSClientCA string `yaml:"tls_client_ca"`
+	// AuthFailBurst failed authentications are allowed per source address, then one more every
+	// AuthFailRefill; beyond that the source gets 429 until it has waited.
+	AuthFailBurst  int           `yaml:"auth_fail_burst"`
+	AuthFailRefill time.Duration `yaml:"auth_fail_refill"`
+	// MaxMembers bounds the members of one service.
+	MaxMembers int `yaml:"max_members"`
+
 	Services map[string]Service `yaml:"services"`
+
+	// DisabledZones by service: zones taken out of rotation through the API (kept in the state
+	// dir, not in the config file).
+	DisabledZones map[string][]string `yaml:"-"`
 }
 
 // Service is a load-balanced service: ELB's listeners, health check and policies.
@@ -141,9 +158,7 @@ func (c *Config) Validate() error {
 	if !c.Managed && c.Output == "" {
 		errs = append(errs, errors.New("output is empty"))
 	}
-	if c.KeysFile != "" {
-		errs = append(errs, errors.New("keys_file: scoped keys are not supported by this version yet; use password_file"))
-	}
+	errs = append(errs, c.validateSecurity()...)
 	errs = append(errs, c.validateLeases()...)
 	if c.ApplyQuiet < 0 || c.ApplyMaxWait < c.ApplyQuiet {
 		errs = append(errs, fmt.Errorf("apply_quiet %s / apply_max_wait %s: want 0 <= quiet <= max wait", c.ApplyQuiet, c.ApplyMaxWait))
@@ -326,12 +341,14 @@ func (s Service) MemberPort() int { return s.Listeners[0].MemberPort }
 //
 // Ports: a member registers one port, used by the service's first listener; further listeners
 // reach members on their own member_port (ELB's model: the listener says the instance port).
-func (c *Config) renderData(snap store.Snapshot, templateSource, adminSocket string) render.Data {
-	d := render.Data{TemplateSource: templateSource, AdminSocket: adminSocket}
+//
+// d carries what does not come from the config: template source, sockets, state file.
+func (c *Config) renderData(snap store.Snapshot, d render.Data) render.Data {
 	for _, name := range slices.Sorted(maps.Keys(c.Services)) {
 		svc := c.Services[name]
 		check, _ := svc.HealthCheck.parse() // validated already
 		rs := render.Service{Name: name, Balance: svc.Balance, Sticky: svc.Sticky, Check: check}
+		weights := zoneWeights(snap.Members[name], c.DisabledZones[name])
 		for i, l := range svc.Listeners {
 			mode := "http"
 			if l.Protocol == "tcp" {
@@ -346,11 +363,55 @@ func (c *Config) renderData(snap store.Snapshot, templateSource, adminSocket str
 				if i == 0 {
 					port = m.Port
 				}
-				rl.Servers = append(rl.Servers, render.Server{Name: m.Name, Address: m.Address, Port: port, Weight: m.Weight, Zone: m.Zone})
+				rl.Servers = append(rl.Servers, render.Server{Name: m.Name, Address: m.Address, Port: port, Weight: weights[m.Name], Zone: m.Zone})
 			}
 			rs.Listeners = append(rs.Listeners, rl)
 		}
 		d.Services = append(d.Services, rs)
 	}
 	return d
+}
+
+// zoneWeights returns the haproxy weight of each member. With members in one zone and no zone
+// disabled, a member's weight is its registered weight. Otherwise traffic is spread evenly
+// across the enabled zones whatever their member counts (ELB's promise): a member gets the
+// share of its zone its weight gives it, scaled so the largest share is weight 256 (haproxy's
+// maximum); members of disabled zones get 0 (no new requests; in-flight ones finish). The
+// members without a zone count as one zone. Rounding to 1..256 makes the split approximate
+// when a zone has more than ~50 members.
+func zoneWeights(members []model.Member, disabled []string) map[string]int {
+	out := make(map[string]int, len(members))
+	zones := map[string]int{} // registered weight per zone
+	for _, m := range members {
+		out[m.Name] = m.Weight
+		if !slices.Contains(disabled, m.Zone) {
+			zones[m.Zone] += m.Weight
+		}
+	}
+	seen := map[string]bool{}
+	for _, m := range members {
+		seen[m.Zone] = true
+	}
+	if len(seen) < 2 && len(disabled) == 0 {
+		return out
+	}
+	share := func(m model.Member) float64 {
+		if slices.Contains(disabled, m.Zone) || zones[m.Zone] == 0 {
+			return 0
+		}
+		return float64(m.Weight) / float64(zones[m.Zone])
+	}
+	maxShare := 0.0
+	for _, m := range members {
+		maxShare = max(maxShare, share(m))
+	}
+	for _, m := range members {
+		sh := share(m)
+		if sh == 0 {
+			out[m.Name] = 0
+			continue
+		}
+		out[m.Name] = max(1, int(math.Round(model.MaxWeight*sh/maxShare)))
+	}
+	return out
 }

@@ -87,7 +87,7 @@ func newApp(name string, unregister bool, o appOptions) *cli.App {
 			"CLB_SERVER is HOST, HOST:PORT or an http(s) URL; the default port is " + strconv.Itoa(DefaultPort) + ".\n" +
 			"The password comes from, in order: the PASSWORD argument (visible in the process list),\n" +
 			"--password-file, $CLB_PASSWORD, or the client config (" + DefaultClientConfig + ", lines\n" +
-			"'key = value' with keys password, server, service, key_id). The server and service may\n" +
+			"'key = value' with keys password, server, service, key_id, ca, pin). The server and service may\n" +
 			"also come from $CLB_SERVER and $CLB_SERVICE or the client config.\n\n" +
 			"Exit codes: 0 applied, 1 refused by the server, 64 bad usage, 69 server unreachable or\n" +
 			"unavailable, 75 accepted but not applied within the timeout, 77 authentication refused.",
@@ -123,6 +123,11 @@ func flags(unregister bool, clientConfig string) []cli.Flag {
 		&cli.BoolFlag{Name: "keepalive", DisableDefaultText: true, Usage: "keep running: renew the --ttl lease every TTL/3 (retrying through clbd restarts), tell systemd READY=1 once registered, unregister on SIGTERM or SIGINT" + ignored},
 		&cli.StringFlag{Name: "key-id", Value: auth.DefaultKeyID, Usage: "`ID` of the key the password belongs to; also $CLB_KEY_ID"},
 		&cli.StringFlag{Name: "client-config", Value: clientConfig, Usage: "client config `FILE`"},
+		&cli.StringFlag{Name: "ca", Usage: "verify clbd's TLS certificate with the CA certificates in `FILE` (PEM); implies https"},
+		&cli.StringFlag{Name: "pin", Usage: "accept only the TLS certificate with this fingerprint, `sha256:HEX`; implies https"},
+		&cli.StringFlag{Name: "cert", Usage: "client certificate `FILE` (PEM) for a clbd that requires one"},
+		&cli.StringFlag{Name: "key", Usage: "private key `FILE` of --cert"},
+		&cli.BoolFlag{Name: "insecure", DisableDefaultText: true, Usage: "allow plain http to a server that is not on this machine"},
 	}
 }
 
@@ -134,6 +139,7 @@ type invocation struct {
 	keyID    string
 	password []byte
 	req      Request
+	tls      TLSOptions
 }
 
 func action(c *cli.Context, unregister bool, o appOptions) error {
@@ -141,11 +147,16 @@ func action(c *cli.Context, unregister bool, o appOptions) error {
 	if err != nil {
 		return err
 	}
+	hc, err := inv.tls.HTTPClient()
+	if err != nil {
+		return &Error{Kind: KindUsage, Message: err.Error(), Err: err}
+	}
 	client := &Client{
-		Server:  inv.server,
-		KeyID:   inv.keyID,
-		Key:     auth.DeriveKey(inv.password),
-		Timeout: c.Duration("timeout"),
+		HTTPClient: hc,
+		Server:     inv.server,
+		KeyID:      inv.keyID,
+		Key:        auth.DeriveKey(inv.password),
+		Timeout:    c.Duration("timeout"),
 		Logger: slog.New(slog.NewTextHandler(c.App.ErrWriter, &slog.HandlerOptions{
 			ReplaceAttr: func(groups []string, a slog.Attr) slog.Attr {
 				if len(groups) == 0 && a.Key == slog.TimeKey {
@@ -245,7 +256,8 @@ func resolve(c *cli.Context, o appOptions) (invocation, error) {
 
 	// The client config fills in what is still missing; it is read only when needed, so an
 	// unreadable config does not matter to a fully specified command line.
-	if inv.password == nil || inv.server == "" || inv.service == "" || c.IsSet("client-config") {
+	inv.tls = TLSOptions{CAFile: c.String("ca"), Pin: c.String("pin"), CertFile: c.String("cert"), KeyFile: c.String("key")}
+	if inv.password == nil || inv.server == "" || inv.service == "" || c.IsSet("client-config") || inv.tls.CAFile == "" && inv.tls.Pin == "" {
 		path := c.String("client-config")
 		cf, err := readClientConfig(path)
 		switch {
@@ -258,6 +270,9 @@ func resolve(c *cli.Context, o appOptions) (invocation, error) {
 		}
 		if inv.service == "" {
 			inv.service = cf.service
+		}
+		if inv.tls.CAFile == "" && inv.tls.Pin == "" {
+			inv.tls.CAFile, inv.tls.Pin = cf.ca, cf.pin
 		}
 		if inv.password == nil && strings.TrimSpace(cf.password) != "" {
 			inv.password = []byte(strings.TrimSpace(cf.password))
@@ -282,8 +297,20 @@ func resolve(c *cli.Context, o appOptions) (invocation, error) {
 	if err := auth.ValidateKeyID(inv.keyID); err != nil {
 		return inv, usageErrorf("--key-id: %v", err)
 	}
-	if _, err := ParseServer(inv.server); err != nil {
+	if (inv.tls.CAFile != "" || inv.tls.Pin != "") && !strings.Contains(inv.server, "://") {
+		inv.server = "https://" + inv.server
+	}
+	u, err := ParseServer(inv.server)
+	if err != nil {
 		return inv, usageErrorf("%v", err)
+	}
+	if err := CheckTransport(u, c.Bool("insecure")); err != nil {
+		return inv, usageErrorf("%v", err)
+	}
+	if inv.tls.Pin != "" {
+		if _, err := ParsePin(inv.tls.Pin); err != nil {
+			return inv, usageErrorf("--pin: %v", err)
+		}
 	}
 	inv.req = Request{
 		Name:    c.String("name"),
@@ -364,6 +391,8 @@ type clientConfig struct {
 	server   string
 	service  string
 	keyID    string
+	ca       string
+	pin      string
 }
 
 // readClientConfig reads a client config: "key = value" or "key: value" lines, '#' starting
@@ -411,8 +440,12 @@ func parseClientConfig(r io.Reader) (clientConfig, error) {
 			cf.service = val
 		case "key_id":
 			cf.keyID = val
+		case "ca":
+			cf.ca = val
+		case "pin":
+			cf.pin = val
 		default:
-			return cf, fmt.Errorf("line %d: unknown key %q (want password, server, service or key_id)", n, clip(key))
+			return cf, fmt.Errorf("line %d: unknown key %q (want password, server, service, key_id, ca or pin)", n, clip(key))
 		}
 	}
 	if err := sc.Err(); err != nil {

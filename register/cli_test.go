@@ -259,7 +259,7 @@ func TestCLIExitCodes(t *testing.T) {
 	notApplied := reply{status: 503, code: "not_applied", msg: "change saved but not applied: haproxy -c failed"}
 	dir := t.TempDir()
 	emptyFile := writeFile(t, dir, "empty", "\n")
-	badConf := writeFile(t, dir, "bad.conf", "password = pw\nca = /etc/ssl/ca.pem\n")
+	badConf := writeFile(t, dir, "bad.conf", "password = pw\nproxy = http://p.example\n")
 	okEnv := map[string]string{"CLB_PASSWORD": "pw"}
 	tests := []struct {
 		name      string
@@ -292,7 +292,7 @@ func TestCLIExitCodes(t *testing.T) {
 		{name: "missing password file", args: []string{"--password-file", filepath.Join(dir, "nope"), "SERVER", "web"}, wantCode: ExitUsage, wantInErr: "no such file"},
 		{name: "empty password file", args: []string{"--password-file", emptyFile, "SERVER", "web"}, wantCode: ExitUsage, wantInErr: "file is empty"},
 		{name: "missing client config", args: []string{"--client-config", filepath.Join(dir, "nope.conf"), "SERVER", "web"}, wantCode: ExitUsage, wantInErr: "no such file"},
-		{name: "bad client config", args: []string{"--client-config", badConf, "SERVER", "web"}, wantCode: ExitUsage, wantInErr: `line 2: unknown key "ca"`},
+		{name: "bad client config", args: []string{"--client-config", badConf, "SERVER", "web"}, wantCode: ExitUsage, wantInErr: `line 2: unknown key "proxy"`},
 		{name: "key id", args: []string{"--key-id", "a,b", "SERVER", "web"}, wantCode: ExitUsage, wantInErr: "key id"},
 		{name: "timeout", args: []string{"--timeout", "0s", "SERVER", "web"}, wantCode: ExitUsage, wantInErr: "--timeout 0s"},
 		{name: "ttl zero", args: []string{"--ttl", "0s", "SERVER", "web"}, wantCode: ExitUsage, wantInErr: "--ttl 0s: want 1s-24h0m0s"},
@@ -382,7 +382,7 @@ func TestParseClientConfig(t *testing.T) {
 		{name: "quoted", in: "password = \"a b=c:d\"\nservice = 'web'\n", want: clientConfig{password: "a b=c:d", service: "web"}},
 		{name: "hash in value", in: "password = ab#cd\n", want: clientConfig{password: "ab#cd"}},
 		{name: "empty", in: "", want: clientConfig{}},
-		{name: "unknown key", in: "password = x\nca = /etc/ca.pem\n", wantErr: `line 2: unknown key "ca"`},
+		{name: "unknown key", in: "password = x\nproxy = http://p\n", wantErr: `line 2: unknown key "proxy"`},
 		{name: "no separator", in: "password\n", wantErr: "line 1: want key = value"},
 		{name: "repeated", in: "server = a\nserver = b\n", wantErr: "line 2: server given twice"},
 	}

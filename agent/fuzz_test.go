@@ -1,0 +1,235 @@
+package agent
+
+import (
+	"errors"
+	"net/http"
+	"net/http/httptest"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"clb/internal/model"
+	"clb/internal/render"
+	"clb/internal/store"
+)
+
+// The fuzz targets prove that no input can add a line, a directive or a section to the
+// rendered haproxy.cfg. They run as unit tests on their seeds; run them longer with e.g.
+//
+//	go test ./agent -run '^$' -fuzz FuzzDecodeMember -fuzztime 3m
+
+// fuzzConfig is a validated config with an http service (sticky, HTTP check) and a tcp one.
+func fuzzConfig(t testing.TB) *Config {
+	cfg := Defaults()
+	cfg.StateDir, cfg.Output = "/nonexistent", "/nonexistent/haproxy.cfg"
+	cfg.Services = map[string]Service{
+		"web": {Listeners: []Listener{{Port: 80, MemberPort: 8080}, {Port: 81, MemberPort: 8081}}, Sticky: true,
+			HealthCheck: &HealthCheck{Target: "HTTP:8080/health"}},
+		"db": {Listeners: []Listener{{Port: 5432, Protocol: "tcp"}}},
+	}
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	return &cfg
+}
+
+func renderWith(t testing.TB, cfg *Config, members map[string][]model.Member) string {
+	tmpl, source, err := render.Load("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := render.Render(tmpl, cfg.renderData(store.Snapshot{Members: members}, render.Data{TemplateSource: source}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(out)
+}
+
+// serverLine is the only line shape a member may produce.
+var serverLine = regexp.MustCompile(`^    server ([A-Za-z0-9][A-Za-z0-9_.:-]*) (\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+):([0-9]+) weight ([0-9]+)( cookie ([A-Za-z0-9][A-Za-z0-9_.:-]*))?$`)
+
+// checkRendered renders members and checks that the output is the member-less config plus
+// exactly one well-formed server line per member and listener, in the right backends.
+func checkRendered(t testing.TB, cfg *Config, members map[string][]model.Member) {
+	t.Helper()
+	base := strings.Split(renderWith(t, cfg, nil), "\n")
+	out := renderWith(t, cfg, members)
+	var rest []string
+	servers := map[string]int{} // by service
+	backend := ""
+	for _, line := range strings.Split(out, "\n") {
+		if b, ok := strings.CutPrefix(line, "backend "); ok {
+			backend = b
+		}
+		if !strings.HasPrefix(line, "    server ") {
+			rest = append(rest, line)
+			continue
+		}
+		m := serverLine.FindStringSubmatch(line)
+		if m == nil {
+			t.Fatalf("server line %q has an unexpected shape\nconfig:\n%s", line, out)
+		}
+		svc := backend[:strings.LastIndexByte(backend, '_')]
+		found := false
+		for _, mem := range members[svc] {
+			if mem.Name == m[1] && strconv.Itoa(mem.Weight) == m[4] {
+				found = true
+			}
+		}
+		if !found {
+			t.Fatalf("server line %q in backend %s matches no member of %s: %v", line, backend, svc, members[svc])
+		}
+		if m[5] != "" && m[6] != m[1] {
+			t.Fatalf("server line %q: cookie %q is not the server name", line, m[6])
+		}
+		servers[svc]++
+	}
+	if strings.Join(rest, "\n") != strings.Join(base, "\n") {
+		t.Fatalf("members changed lines other than server lines:\n%s\nwant (without servers)\n%s", out, strings.Join(base, "\n"))
+	}
+	for svc, ms := range members {
+		want := len(ms) * len(cfg.Services[svc].Listeners)
+		if servers[svc] != want {
+			t.Fatalf("service %s: %d server lines, want %d (%d members × %d listeners)\n%s", svc, servers[svc], want, len(ms), len(cfg.Services[svc].Listeners), out)
+		}
+	}
+}
+
+// FuzzDecodeMember feeds request bodies, path names and source addresses through the API's
+// decoding and member building; whatever is accepted must be valid and render exactly one
+// server line per listener. Refusals must be 400 bad_request errors.
+func FuzzDecodeMember(f *testing.F) {
+	for _, s := range []struct{ body, name, remote string }{
+		{`{"address":"10.0.0.5","port":8080}`, "m1", "10.0.0.9:5555"},
+		{``, "", "127.0.0.1:1234"},
+		{`{"name":"a","weight":0,"zone":"eu-1"}`, "", "[2001:db8::1]:999"},
+		{`{"address":"host.example","weight":256}`, "x:1", "192.0.2.1:1"},
+		{`{"address":"1.2.3.4\n    server evil 6.6.6.6:80"}`, "m", "1.1.1.1:1"},
+		{`{"name":"a b","zone":"a#b"}`, "", "1.1.1.1:1"},
+		{`{"weight":1e3,"port":"8"}`, "", "1.1.1.1:1"},
+		{`{"address":"fe80::1%eth0"}`, "", "[fe80::1%eth0]:1"},
+		{`{"address":"::ffff:10.0.0.1"}`, "", "1.1.1.1:1"},
+		{`{} {}`, "", ""},
+		{`{"unknown":1}`, "n\n", "x"},
+	} {
+		f.Add([]byte(s.body), s.name, s.remote)
+	}
+	cfg := fuzzConfig(f)
+	h := &api{}
+	f.Fuzz(func(t *testing.T, body []byte, name, remote string) {
+		req, err := decodeMember(body)
+		if err != nil {
+			var ae *apiError
+			if !errors.As(err, &ae) || ae.Status != http.StatusBadRequest || ae.Code != "bad_request" {
+				t.Fatalf("decode error %v is not a 400 bad_request", err)
+			}
+			if strings.ContainsAny(ae.Msg, "\n\r") {
+				t.Fatalf("error message spans lines: %q", ae.Msg)
+			}
+			return
+		}
+		if name != "" && model.ValidateMemberName(name) != nil {
+			return // the path name is checked before member is called
+		}
+		r := httptest.NewRequest("PUT", "/v1/services/web/members/x", nil)
+		r.RemoteAddr = remote
+		m, err := h.member(r, cfg.Services["web"], req, name)
+		if err != nil {
+			var ae *apiError
+			if !errors.As(err, &ae) || ae.Status != http.StatusBadRequest {
+				t.Fatalf("member error %v is not a 400", err)
+			}
+			return
+		}
+		if err := m.Validate(); err != nil {
+			t.Fatalf("member %+v accepted but invalid: %v", m, err)
+		}
+		checkRendered(t, cfg, map[string][]model.Member{"web": {m}, "db": {m}})
+	})
+}
+
+// FuzzRenderMembers renders up to three members built from fuzzed values (the ones the model
+// accepts) into two services and checks the exact set of lines, and fuzzes the config values
+// that reach the template (health-check target, certificate path, bind address): a config
+// that validates renders the same directives, line for line, as a reference config.
+func FuzzRenderMembers(f *testing.F) {
+	f.Add("m1", "10.0.0.1", 8080, 100, "eu", uint8(3), "HTTP:8080/health", "/etc/ssl/web.pem", "127.0.0.1")
+	f.Add("a.b:c", "2001:db8::5", 1, 0, "", uint8(1), "TCP:9000", "/x.pem", "::1")
+	f.Add("m\nserver x", "1.2.3.4 backup", 70000, -1, "a b", uint8(2), "HTTP:80/a b#c", "/a b", "1.2.3.4\n")
+	f.Add("host", "db.internal.example", 65535, 256, "z-1", uint8(0), "HTTP:80/p?q=1&r", "rel/cert.pem", "0.0.0.0")
+	f.Fuzz(func(t *testing.T, name, address string, port, weight int, zone string, n uint8, target, cert, bind string) {
+		cfg := fuzzConfig(t)
+		members := map[string][]model.Member{}
+		for i := range int(n % 4) {
+			m := model.Member{Name: name, Address: address, Port: port, Weight: weight, Zone: zone}
+			if i > 0 {
+				m.Name = name + "-" + strconv.Itoa(i)
+			}
+			if m.Validate() != nil {
+				break
+			}
+			members["web"] = append(members["web"], m)
+			members["db"] = append(members["db"], m)
+		}
+		checkRendered(t, cfg, members)
+
+		// Config values: validate, then compare the directive shape with the reference.
+		ref := renderWith(t, fuzzHTTPSConfig(t, "HTTP:8080/health", "/etc/ssl/web.pem", "127.0.0.1", false), nil)
+		fc := fuzzHTTPSConfig(t, target, cert, bind, true)
+		if fc == nil {
+			return
+		}
+		out := renderWith(t, fc, nil)
+		sameDirectives(t, out, ref, fc.Services["web"].HealthCheck.Target)
+	})
+}
+
+// fuzzHTTPSConfig is a one-service config with an https listener and an HTTP check; nil when
+// the values do not validate (and may is true).
+func fuzzHTTPSConfig(t *testing.T, target, cert, bind string, may bool) *Config {
+	cfg := Defaults()
+	cfg.StateDir, cfg.Output = "/nonexistent", "/nonexistent/haproxy.cfg"
+	cfg.Services = map[string]Service{
+		"web": {Listeners: []Listener{{Port: 443, MemberPort: 8080, Protocol: "https", Certificate: cert, Address: bind}},
+			HealthCheck: &HealthCheck{Target: target, Interval: 10 * time.Second, Timeout: 2 * time.Second}},
+	}
+	if err := cfg.Validate(); err != nil {
+		if !may {
+			t.Fatal(err)
+		}
+		return nil
+	}
+	return &cfg
+}
+
+// sameDirectives checks that got has the lines of want, each with the same directive (first
+// word) and, outside comments, the same number of words; a TCP check drops the http-check
+// lines of the reference.
+func sameDirectives(t *testing.T, got, want, target string) {
+	t.Helper()
+	var wl []string
+	for _, l := range strings.Split(want, "\n") {
+		if strings.HasPrefix(strings.ToUpper(target), "TCP") && (strings.Contains(l, "http-check") || strings.Contains(l, "option httpchk")) {
+			continue
+		}
+		wl = append(wl, l)
+	}
+	gl := strings.Split(got, "\n")
+	if len(gl) != len(wl) {
+		t.Fatalf("%d lines, want %d:\n%s", len(gl), len(wl), got)
+	}
+	for i := range gl {
+		g, w := strings.Fields(gl[i]), strings.Fields(wl[i])
+		if len(g) == 0 || len(w) == 0 {
+			if len(g) != len(w) {
+				t.Fatalf("line %d: %q, want %q", i+1, gl[i], wl[i])
+			}
+			continue
+		}
+		if g[0] != w[0] || (g[0] != "#" && len(g) != len(w) && !strings.HasPrefix(g[0], "default-server")) {
+			t.Fatalf("line %d: %q has another directive or word count than %q\n%s", i+1, gl[i], wl[i], got)
+		}
+	}
+}

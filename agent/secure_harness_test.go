@@ -1,0 +1,262 @@
+package agent
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"clb/internal/auth"
+)
+
+// Secrets of the secured test agent's keys.
+const (
+	secPassword  = "correct horse battery staple"
+	secAdmin     = "admin-secret-0123456789abcdef"
+	secWebKey    = "web-secret-0123456789abcdef"
+	secAPIKey    = "api-secret-0123456789abcdef"
+	secKeysFileF = `keys:
+  - id: ops
+    secret: %s
+    scope: admin
+  - id: web-deploy
+    secret: %s
+    scope: register
+    services: [web]
+  - id: api-deploy
+    secret: %s
+    scope: register
+    services: ["api-*"]
+`
+)
+
+// secrets maps key ids to the secrets of the secured agent.
+var secrets = map[string]string{"default": secPassword, "ops": secAdmin, "web-deploy": secWebKey, "api-deploy": secAPIKey}
+
+// syncBuffer collects the agent's log.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// secureAgent is an in-process clbd in managed mode (a real haproxy) with a keys file, a
+// password file and a real HTTP backend "b1" behind service web.
+type secureAgent struct {
+	t       *testing.T
+	a       *Agent
+	api     string // http(s)://127.0.0.1:PORT
+	front   string // http://127.0.0.1:PORT/ of service web
+	b1Port  int
+	dir     string
+	keys    string
+	logs    *syncBuffer
+	client  *http.Client
+	cfgFile string
+}
+
+type secureOpts struct {
+	maxMembers int
+	burst      int
+	tweak      func(*Config)
+}
+
+func freeTCPPort(t *testing.T) int {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port
+}
+
+// startBackend serves name on 127.0.0.1:PORT and returns the port.
+func startBackend(t *testing.T, name string) int {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, name) })}
+	go srv.Serve(ln)
+	t.Cleanup(func() { srv.Close() })
+	return ln.Addr().(*net.TCPAddr).Port
+}
+
+func newSecureAgent(t *testing.T, o secureOpts) *secureAgent {
+	t.Helper()
+	requireHaproxy(t)
+	dir, err := os.MkdirTemp("", "clbsec")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	s := &secureAgent{t: t, dir: dir, logs: &syncBuffer{}, client: &http.Client{Timeout: 15 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}}
+	s.b1Port = startBackend(t, "b1")
+	front := freeTCPPort(t)
+	s.front = fmt.Sprintf("http://127.0.0.1:%d/", front)
+	pw := filepath.Join(dir, "password")
+	if err := os.WriteFile(pw, []byte(secPassword+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	s.keys = filepath.Join(dir, "keys.yaml")
+	if err := os.WriteFile(s.keys, fmt.Appendf(nil, secKeysFileF, secAdmin, secWebKey, secAPIKey), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	yaml := fmt.Sprintf(`services:
+  web:
+    listeners:
+      - port: %d
+        address: 127.0.0.1
+        member_port: %d
+  db:
+    listeners:
+      - port: %d
+        address: 127.0.0.1
+        protocol: tcp
+        member_port: 5432
+  api-eu:
+    listeners:
+      - port: %d
+        address: 127.0.0.1
+        member_port: 8080
+`, front, s.b1Port, freeTCPPort(t), freeTCPPort(t))
+	cfg := Defaults()
+	if err := Decode(&cfg, []byte(yaml), "test"); err != nil {
+		t.Fatal(err)
+	}
+	cfg.Listen, cfg.StateDir, cfg.Templates = "127.0.0.1:0", dir, filepath.Join(dir, "templates")
+	cfg.Managed, cfg.Output = true, filepath.Join(dir, managedCfgName)
+	cfg.PasswordFile, cfg.KeysFile = pw, s.keys
+	cfg.RequestTimeout = 15 * time.Second
+	cfg.MaxMembers, cfg.AuthFailBurst = o.maxMembers, o.burst
+	if o.tweak != nil {
+		o.tweak(&cfg)
+	}
+	scheme := "http"
+	if cfg.TLSCert != "" {
+		scheme = "https"
+	}
+	ready := make(chan net.Addr, 1)
+	log := slog.New(slog.NewTextHandler(s.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	a, err := New(&cfg, Options{Logger: log, Ready: ready})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.a = a
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- a.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Run: %v", err)
+		}
+		if t.Failed() {
+			t.Logf("clbd log:\n%s", s.logs.String())
+		}
+	})
+	select {
+	case addr := <-ready:
+		s.api = scheme + "://" + addr.String()
+	case err := <-done:
+		t.Fatalf("Run ended early: %v\n%s", err, s.logs.String())
+	case <-time.After(30 * time.Second):
+		t.Fatalf("agent not ready within 30s\n%s", s.logs.String())
+	}
+	return s
+}
+
+// request builds a request signed with key id (secret from secrets), or unsigned for "".
+func (s *secureAgent) request(method, path, keyID, body string) *http.Request {
+	s.t.Helper()
+	req, err := http.NewRequest(method, s.api+path, strings.NewReader(body))
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	if keyID != "" {
+		if err := auth.Sign(req, keyID, auth.DeriveKey([]byte(secrets[keyID])), []byte(body), time.Now()); err != nil {
+			s.t.Fatal(err)
+		}
+	}
+	return req
+}
+
+// do sends req and decodes the JSON answer.
+func (s *secureAgent) do(req *http.Request) (*http.Response, map[string]any) {
+	s.t.Helper()
+	resp, err := s.client.Do(req)
+	if err != nil {
+		s.t.Fatalf("%s %s: %v", req.Method, req.URL.Path, err)
+	}
+	defer resp.Body.Close()
+	raw, _ := io.ReadAll(resp.Body)
+	var out map[string]any
+	if err := json.Unmarshal(raw, &out); err != nil {
+		s.t.Fatalf("%s %s: answer is not JSON: %v: %q", req.Method, req.URL.Path, err, raw)
+	}
+	return resp, out
+}
+
+func (s *secureAgent) call(method, path, keyID, body string) (int, map[string]any) {
+	s.t.Helper()
+	resp, out := s.do(s.request(method, path, keyID, body))
+	return resp.StatusCode, out
+}
+
+// files returns state.json and haproxy.cfg, to compare before and after a call.
+func (s *secureAgent) files() string {
+	s.t.Helper()
+	var b strings.Builder
+	for _, p := range []string{filepath.Join(s.dir, "state.json"), s.a.config().Output} {
+		data, err := os.ReadFile(p)
+		if err != nil {
+			s.t.Fatal(err)
+		}
+		fmt.Fprintf(&b, "== %s\n%s", p, data)
+	}
+	return b.String()
+}
+
+// served sends n requests to service web and counts the answers by body.
+func (s *secureAgent) served(n int) map[string]int {
+	got := map[string]int{}
+	c := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
+	for range n {
+		resp, err := c.Get(s.front)
+		if err != nil {
+			got["ERR"]++
+			continue
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			got[fmt.Sprintf("HTTP %d", resp.StatusCode)]++
+			continue
+		}
+		got[string(b)]++
+	}
+	return got
+}
