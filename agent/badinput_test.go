@@ -89,7 +89,9 @@ func badCases() []badCase {
 				return req
 			}},
 		{name: "garbled authorization", method: "PUT", path: memberPath + "x", status: 401, code: u, errHas: authMsg,
-			build: tampered(func(r *http.Request) { r.Header.Set("Authorization", "CLB1-HMAC-SHA256 key=default, ts=1, nonce=zz, sig=00") })},
+			build: tampered(func(r *http.Request) {
+				r.Header.Set("Authorization", "CLB1-HMAC-SHA256 key=default, ts=1, nonce=zz, sig=00")
+			})},
 		{name: "basic auth instead", method: "PUT", path: memberPath + "x", status: 401, code: u, errHas: authMsg,
 			build: tampered(func(r *http.Request) { r.Header.Set("Authorization", "Basic ZGVmYXVsdDpwdw==") })},
 		{name: "garbled signature", method: "PUT", path: memberPath + "x", status: 401, code: u, errHas: authMsg,
@@ -140,6 +142,9 @@ func badCases() []badCase {
 		{name: "register key unregisters outside", method: "DELETE", path: "/v1/services/db/members/x", key: "web-deploy", status: 403, code: "forbidden", errHas: `key "web-deploy" has scope register:web`},
 		{name: "glob key outside its glob", method: "POST", path: "/v1/services/web/members", key: "api-deploy", status: 403, code: "forbidden", errHas: `may not use service "web"`},
 		{name: "register key reads another service", method: "GET", path: "/v1/services/db", key: "web-deploy", status: 403, code: "forbidden", errHas: "db"},
+		{name: "register key defines a service", method: "PUT", path: "/v1/services/web", body: `{"listeners":[{"port":1}]}`, key: "web-deploy", status: 403, code: "forbidden", errHas: "needs a key with admin scope"},
+		{name: "shared password removes a service", method: "DELETE", path: "/v1/services/web", key: "default", status: 403, code: "forbidden", errHas: "needs a key with admin scope"},
+		{name: "register key disables a zone", method: "POST", path: "/v1/services/web/zones/eu/disable", key: "web-deploy", status: 403, code: "forbidden", errHas: "needs a key with admin scope"},
 		{name: "register key on unknown service", method: "PUT", path: "/v1/services/nope/members/x", key: "web-deploy", status: 403, code: "forbidden", errHas: `"nope"`},
 
 		// Body: malformed, wrong types, unknown fields, sizes.

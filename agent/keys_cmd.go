@@ -137,6 +137,11 @@ func keysCommand(stdout, stderr io.Writer) *cli.Command {
 func now() string { return time.Now().UTC().Format(time.RFC3339) }
 
 func oneArg(c *cli.Context, name string) (string, error) {
+	for _, a := range c.Args().Slice()[min(1, c.NArg()):] {
+		if strings.HasPrefix(a, "-") {
+			return "", cli.Exit(fmt.Sprintf("flag %s after %s: flags must come first (clbd keys %s [flags] %s)", a, name, c.Command.Name, name), 64)
+		}
+	}
 	if c.NArg() != 1 {
 		return "", cli.Exit(fmt.Sprintf("want one argument %s, got %d", name, c.NArg()), 64)
 	}

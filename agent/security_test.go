@@ -1,0 +1,361 @@
+package agent
+
+import (
+	"bytes"
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"fmt"
+	"log/slog"
+	"math/big"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"clb/internal/auth"
+	"clb/register"
+)
+
+// waitUntil polls cond (a state, not a duration: the test fails only if it never holds).
+func waitUntil(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("gave up waiting for %s", what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// clbdKeys runs `clbd keys ARGS --keys-file F` and returns stdout and stderr.
+func clbdKeys(t *testing.T, file string, args ...string) (string, string, int) {
+	t.Helper()
+	var stdout, stderr bytes.Buffer
+	full := append([]string{"clbd", "keys"}, args[0], "--keys-file", file)
+	full = append(full, args[1:]...)
+	code := Main(full, &stdout, &stderr)
+	return stdout.String(), stderr.String(), code
+}
+
+// TestKeysRotation rotates a member key with clbd keys while clbd runs: the old key works
+// until it is revoked, the new one from the moment clbd has read the file; no call fails.
+func TestKeysRotation(t *testing.T) {
+	s := newSecureAgent(t, secureOpts{})
+	body := fmt.Sprintf(`{"address":"127.0.0.1","port":%d}`, s.b1Port)
+	if st, out := s.call("PUT", memberPath+"m1", "web-deploy", body); st != http.StatusOK {
+		t.Fatalf("register with web-deploy = %d %v", st, out)
+	}
+
+	secret, stderr, code := clbdKeys(t, s.keys, "rotate", "web-deploy", "web-deploy-2")
+	secret = strings.TrimSpace(secret)
+	if code != 0 || len(secret) != 64 || !strings.Contains(stderr, "clbd keys revoke web-deploy") {
+		t.Fatalf("keys rotate: exit %d, stdout %q, stderr %q", code, secret, stderr)
+	}
+	if fi, err := os.Stat(s.keys); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("keys file after rotate: %v, %v; want mode 0600", fi.Mode(), err)
+	}
+	secrets["web-deploy-2"] = secret
+	t.Cleanup(func() { delete(secrets, "web-deploy-2") })
+	waitUntil(t, "clbd to load web-deploy-2", func() bool { return slices.Contains(s.a.KeyIDs(), "web-deploy-2") })
+	for _, key := range []string{"web-deploy", "web-deploy-2"} {
+		if st, out := s.call("PUT", memberPath+"m1", key, body); st != http.StatusOK {
+			t.Errorf("during rotation, register with %s = %d %v, want 200", key, st, out)
+		}
+	}
+	// The new key has the old one's scope.
+	if st, out := s.call("PUT", "/v1/services/db/members/m1", "web-deploy-2", ""); st != http.StatusForbidden {
+		t.Errorf("web-deploy-2 outside web = %d %v, want 403", st, out)
+	}
+
+	list, _, code := clbdKeys(t, s.keys, "list")
+	if code != 0 || !strings.Contains(list, "web-deploy-2") || !strings.Contains(list, "register") {
+		t.Errorf("keys list: exit %d:\n%s", code, list)
+	}
+	for id, sec := range secrets {
+		if strings.Contains(list, sec) {
+			t.Errorf("keys list shows the secret of %s", id)
+		}
+	}
+
+	if _, stderr, code := clbdKeys(t, s.keys, "revoke", "web-deploy"); code != 0 {
+		t.Fatalf("keys revoke: exit %d: %s", code, stderr)
+	}
+	waitUntil(t, "clbd to drop web-deploy", func() bool { return !slices.Contains(s.a.KeyIDs(), "web-deploy") })
+	if st, out := s.call("PUT", memberPath+"m1", "web-deploy", body); st != http.StatusUnauthorized {
+		t.Errorf("revoked key = %d %v, want 401", st, out)
+	}
+	if st, out := s.call("PUT", memberPath+"m1", "web-deploy-2", body); st != http.StatusOK {
+		t.Errorf("new key after revoke = %d %v, want 200", st, out)
+	}
+	if s.a.AuthFailures() != 1 {
+		t.Errorf("AuthFailures() = %d, want 1 (only the revoked key's call)", s.a.AuthFailures())
+	}
+}
+
+// TestKeysFileRefused: a keys file others can read is refused at start, and at a reload the
+// keys in use stay.
+func TestKeysFileRefused(t *testing.T) {
+	s := newSecureAgent(t, secureOpts{})
+	if err := os.Chmod(s.keys, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	// Rewrite it (a new key) so that the watcher sees a change.
+	data, _ := os.ReadFile(s.keys)
+	data = append(data, []byte("  - {id: late, secret: late-secret-0123456789, scope: admin}\n")...)
+	if err := os.WriteFile(s.keys, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	waitUntil(t, "the refused reload to be logged", func() bool { return strings.Contains(s.logs.String(), "keys file not reloaded") })
+	if !strings.Contains(s.logs.String(), "mode 0644 lets other users read") {
+		t.Errorf("log does not say why the keys file was refused:\n%s", s.logs.String())
+	}
+	if slices.Contains(s.a.KeyIDs(), "late") {
+		t.Errorf("a key from a world-readable file was loaded")
+	}
+	if st, out := s.call("GET", "/v1/status", "ops", ""); st != http.StatusOK {
+		t.Errorf("old key after a refused reload = %d %v, want 200", st, out)
+	}
+
+	// At start the same file is an error.
+	cfg := *s.a.config()
+	cfg.StateDir = t.TempDir()
+	cfg.Listen = "127.0.0.1:0"
+	a, err := New(&cfg, Options{Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = a.Run(context.Background())
+	if err == nil || !strings.Contains(err.Error(), "insecure file permissions") {
+		t.Errorf("Run with a world-readable keys file = %v, want insecure file permissions", err)
+	}
+}
+
+// TestKeysCommand: add prints a secret once, refuses duplicates and bad scopes, and writes a
+// private file; an unknown key cannot be revoked.
+func TestKeysCommand(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "keys.yaml")
+	tests := []struct {
+		args    []string
+		code    int
+		errHas  string
+		secret  bool
+		listHas string
+	}{
+		{args: []string{"add", "--scope", "admin", "ops"}, secret: true, listHas: "ops"},
+		{args: []string{"add", "--service", "web", "--service", "api-*", "web"}, secret: true, listHas: "web,api-*"},
+		{args: []string{"add", "--service", "web", "web"}, code: 1, errHas: `key "web" exists`},
+		{args: []string{"add", "--scope", "root", "x"}, code: 64, errHas: `scope "root"`},
+		{args: []string{"add", "y"}, code: 64, errHas: "a register key needs services"},
+		{args: []string{"add", "--scope", "admin", "bad id"}, code: 64, errHas: "key id"},
+		{args: []string{"revoke", "nobody"}, code: 1, errHas: `no key "nobody"`},
+		{args: []string{"rotate", "--in-place", "ops"}, secret: true, listHas: "ops"},
+		{args: []string{"rotate", "ops"}, code: 64, errHas: "usage"},
+		{args: []string{"add", "z", "--scope", "admin"}, code: 64, errHas: "flags must come first"},
+		{args: []string{"revoke", "ops"}, listHas: "web"},
+	}
+	for _, tt := range tests {
+		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {
+			stdout, stderr, code := clbdKeys(t, file, tt.args...)
+			if code != tt.code || !strings.Contains(stderr, tt.errHas) {
+				t.Fatalf("exit %d, stderr %q; want %d containing %q", code, stderr, tt.code, tt.errHas)
+			}
+			if got := len(strings.TrimSpace(stdout)) == 64; got != tt.secret {
+				t.Errorf("stdout %q: secret printed = %v, want %v", stdout, got, tt.secret)
+			}
+			if tt.listHas != "" {
+				list, _, _ := clbdKeys(t, file, "list")
+				if !strings.Contains(list, tt.listHas) {
+					t.Errorf("list does not show %q:\n%s", tt.listHas, list)
+				}
+			}
+		})
+	}
+	kf, err := auth.LoadKeysFile(file, os.Getuid())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(kf.Keys) != 1 || kf.Keys[0].ID != "web" {
+		t.Errorf("keys file holds %+v, want only web", kf.Keys)
+	}
+}
+
+// testCert writes a self-signed certificate for 127.0.0.1 (signed by parent when given) and
+// returns the paths and the certificate.
+func testCert(t *testing.T, dir, name string, isCA bool, parent *x509.Certificate, parentKey *ecdsa.PrivateKey) (string, string, *x509.Certificate, *ecdsa.PrivateKey) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(time.Now().UnixNano()),
+		Subject:      pkix.Name{CommonName: name},
+		NotBefore:    time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		IPAddresses: []net.IP{net.ParseIP("127.0.0.1")},
+		KeyUsage:    x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
+		IsCA:        isCA, BasicConstraintsValid: true,
+	}
+	if parent == nil {
+		parent, parentKey = tmpl, key
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, parent, &key.PublicKey, parentKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, _ := x509.ParseCertificate(der)
+	kder, _ := x509.MarshalECPrivateKey(key)
+	cp, kp := filepath.Join(dir, name+".pem"), filepath.Join(dir, name+".key")
+	if err := os.WriteFile(cp, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(kp, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kder}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return cp, kp, cert, key
+}
+
+// TestTLS: the API over TLS, reached with a pin or the CA; plain http is refused; a renewed
+// certificate is served without a restart; with tls_client_ca a client needs its certificate.
+func TestTLS(t *testing.T) {
+	dir := t.TempDir()
+	caPath, _, ca, caKey := testCert(t, dir, "ca", true, nil, nil)
+	certPath, keyPath, cert, _ := testCert(t, dir, "server", false, ca, caKey)
+	clientCert, clientKey, _, _ := testCert(t, dir, "client", false, ca, caKey)
+	s := newSecureAgent(t, secureOpts{tweak: func(c *Config) { c.TLSCert, c.TLSKey, c.TLSClientCA = certPath, keyPath, caPath }})
+
+	call := func(opts register.TLSOptions) (int, error) {
+		hc, err := opts.HTTPClient()
+		if err != nil {
+			t.Fatal(err)
+		}
+		req := s.request("GET", "/v1/status", "ops", "")
+		resp, err := hc.Do(req)
+		if err != nil {
+			return 0, err
+		}
+		resp.Body.Close()
+		return resp.StatusCode, nil
+	}
+	withClient := func(o register.TLSOptions) register.TLSOptions {
+		o.CertFile, o.KeyFile = clientCert, clientKey
+		return o
+	}
+	tests := []struct {
+		name    string
+		opts    register.TLSOptions
+		wantErr string
+	}{
+		{name: "ca", opts: withClient(register.TLSOptions{CAFile: caPath})},
+		{name: "pin", opts: withClient(register.TLSOptions{Pin: register.Fingerprint(cert)})},
+		{name: "wrong pin", opts: withClient(register.TLSOptions{Pin: register.Fingerprint(ca)}), wantErr: "does not match the pinned"},
+		// TLS 1.3 reports a refused client certificate after the handshake, in words that vary.
+		{name: "no client certificate", opts: register.TLSOptions{CAFile: caPath}, wantErr: "*"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			st, err := call(tt.opts)
+			if tt.wantErr == "" {
+				if err != nil || st != http.StatusOK {
+					t.Fatalf("GET /v1/status = %d, %v; want 200", st, err)
+				}
+				return
+			}
+			if err == nil || tt.wantErr != "*" && !strings.Contains(err.Error(), tt.wantErr) {
+				t.Fatalf("GET /v1/status = %d, %v; want an error containing %q", st, err, tt.wantErr)
+			}
+		})
+	}
+	plain := strings.Replace(s.api, "https://", "http://", 1)
+	if resp, err := http.Get(plain + "/healthz"); err == nil {
+		if resp.StatusCode == http.StatusOK {
+			t.Errorf("plain http to the TLS API answered 200")
+		}
+		resp.Body.Close()
+	}
+
+	// Renew: a new certificate (same CA) in place of the old; the next handshake serves it.
+	newCert, newKey, renewed, _ := testCert(t, t.TempDir(), "server2", false, ca, caKey)
+	for _, p := range [][2]string{{newKey, keyPath}, {newCert, certPath}} {
+		data, _ := os.ReadFile(p[0])
+		if err := os.WriteFile(p[1]+".tmp", data, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Rename(p[1]+".tmp", p[1]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if st, err := call(withClient(register.TLSOptions{Pin: register.Fingerprint(renewed)})); err != nil || st != http.StatusOK {
+		t.Errorf("after renewal, pin of the new certificate: %d, %v", st, err)
+	}
+	conn, err := tls.Dial("tcp", strings.TrimPrefix(s.api, "https://"), &tls.Config{InsecureSkipVerify: true, Certificates: mustPair(t, clientCert, clientKey)})
+	if err == nil {
+		if got := conn.ConnectionState().PeerCertificates[0]; !got.Equal(renewed) {
+			t.Errorf("after renewal the server still shows %s", got.Subject.CommonName)
+		}
+		conn.Close()
+	}
+}
+
+func mustPair(t *testing.T, cert, key string) []tls.Certificate {
+	pair, err := tls.LoadX509KeyPair(cert, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return []tls.Certificate{pair}
+}
+
+// TestSecurityConfigValidation: the security settings and paths are checked with errors that
+// name the setting.
+func TestSecurityConfigValidation(t *testing.T) {
+	tests := []struct {
+		name   string
+		tweak  func(*Config)
+		errHas string
+	}{
+		{name: "cert without key", tweak: func(c *Config) { c.TLSCert = "/c.pem" }, errHas: "tls_cert and tls_key: give both"},
+		{name: "client ca without cert", tweak: func(c *Config) { c.TLSClientCA = "/ca.pem" }, errHas: "tls_client_ca needs tls_cert"},
+		{name: "newline in keys file", tweak: func(c *Config) { c.KeysFile = "/etc/clb/keys\n.yaml" }, errHas: "keys_file: path"},
+		{name: "control char in state dir", tweak: func(c *Config) { c.StateDir = "/var/lib/\x01clb" }, errHas: "state_dir: path"},
+		{name: "listen without port", tweak: func(c *Config) { c.Listen = "127.0.0.1" }, errHas: "listen \"127.0.0.1\": want HOST:PORT"},
+		{name: "listen bad port", tweak: func(c *Config) { c.Listen = ":99999" }, errHas: "port \"99999\""},
+		{name: "listen bad host", tweak: func(c *Config) { c.Listen = "a b:80" }, errHas: "host \"a b\""},
+		{name: "burst negative", tweak: func(c *Config) { c.AuthFailBurst = -1 }, errHas: "auth_fail_burst -1"},
+		{name: "max members negative", tweak: func(c *Config) { c.MaxMembers = -5 }, errHas: "max_members -5"},
+		{name: "defaults", tweak: func(c *Config) {}},
+		{name: "listen ipv6", tweak: func(c *Config) { c.Listen = "[::1]:8090" }},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg := Defaults()
+			if err := Decode(&cfg, defaultConfigYAML, "default"); err != nil {
+				t.Fatal(err)
+			}
+			tt.tweak(&cfg)
+			err := cfg.Validate()
+			if tt.errHas == "" {
+				if err != nil {
+					t.Fatalf("Validate() = %v, want nil", err)
+				}
+				if cfg.MaxMembers != DefaultMaxMembers || cfg.AuthFailBurst != DefaultAuthFailBurst {
+					t.Errorf("defaults not filled: max_members %d, auth_fail_burst %d", cfg.MaxMembers, cfg.AuthFailBurst)
+				}
+				return
+			}
+			if err == nil || !strings.Contains(err.Error(), tt.errHas) {
+				t.Fatalf("Validate() = %v, want an error containing %q", err, tt.errHas)
+			}
+		})
+	}
+}
