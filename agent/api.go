@@ -71,6 +71,10 @@ func newAPI(a *Agent) *api {
 	h.handle("GET /v1/services", h.listServices)
 	h.handle("GET /v1/services/{service}", h.getService)
 	h.handle("GET /v1/status", h.getStatus)
+	h.handle("PUT /v1/services/{service}", h.putService)
+	h.handle("DELETE /v1/services/{service}", h.deleteService)
+	h.handle("POST /v1/services/{service}/zones/{zone}/disable", h.setZone(false))
+	h.handle("POST /v1/services/{service}/zones/{zone}/enable", h.setZone(true))
 	h.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	})
@@ -342,23 +346,31 @@ func (h *api) await(r *http.Request, service string, m model.Member) (int, any, 
 	if r.URL.Query().Get("wait") == "false" {
 		return http.StatusAccepted, resp, nil
 	}
+	notApplied, err := h.wait(r, done)
+	if err != nil {
+		return 0, nil, err
+	}
+	if notApplied != nil {
+		resp.Error, resp.Code = "change saved but not applied: "+notApplied.Error(), "not_applied"
+		return http.StatusServiceUnavailable, resp, nil
+	}
+	resp.Applied, resp.StatusURL = true, ""
+	return http.StatusOK, resp, nil
+}
+
+// wait waits for the apply that covers a change, bounded by request_timeout. notApplied is why
+// the stored change did not reach haproxy; err is for a caller that went away.
+func (h *api) wait(r *http.Request, done <-chan result) (notApplied, err error) {
 	timeout := time.NewTimer(h.a.config().RequestTimeout)
 	defer timeout.Stop()
 	select {
 	case res := <-done:
-		if res.Err != nil {
-			resp.Error = "change saved but not applied: " + res.Err.Error()
-			resp.Code = "not_applied"
-			return http.StatusServiceUnavailable, resp, nil
-		}
+		return res.Err, nil
 	case <-timeout.C:
-		resp.Error, resp.Code = "change saved but not applied yet: timed out waiting for haproxy", "not_applied"
-		return http.StatusServiceUnavailable, resp, nil
+		return errors.New("timed out waiting for haproxy; it will be applied later"), nil
 	case <-r.Context().Done():
-		return 0, nil, errorf(http.StatusServiceUnavailable, "not_applied", "request cancelled before the change was applied")
+		return nil, errorf(http.StatusServiceUnavailable, "not_applied", "request cancelled before the change was applied")
 	}
-	resp.Applied, resp.StatusURL = true, ""
-	return http.StatusOK, resp, nil
 }
 
 type serviceView struct {

@@ -10,8 +10,8 @@ import (
 // backend) and everything else (the skeleton). Two configs whose skeletons are equal differ
 // only in members, weights or states, which the runtime API applies without a reload.
 
-// serverLine is one `server NAME ADDR ARGS...` line of a backend.
-type serverLine struct {
+// haServer is one `server NAME ADDR ARGS...` line of a backend.
+type haServer struct {
 	Name string
 	Addr string
 	Args []string
@@ -21,7 +21,7 @@ type serverLine struct {
 type parsedConfig struct {
 	skeleton string
 	// servers by backend, then by server name.
-	servers map[string]map[string]serverLine
+	servers map[string]map[string]haServer
 	// defaults is each backend's `default-server` arguments: dynamic servers do not inherit
 	// them, so the runtime path passes them explicitly.
 	defaults map[string][]string
@@ -32,7 +32,7 @@ type parsedConfig struct {
 // parseConfig splits cfg. It understands the section layout of any haproxy.cfg (a section
 // starts at a non-indented keyword line), so user templates work too.
 func parseConfig(cfg []byte) parsedConfig {
-	p := parsedConfig{servers: map[string]map[string]serverLine{}, defaults: map[string][]string{}, forced: map[string]string{}}
+	p := parsedConfig{servers: map[string]map[string]haServer{}, defaults: map[string][]string{}, forced: map[string]string{}}
 	var skel strings.Builder
 	section := ""
 	for _, line := range strings.Split(string(cfg), "\n") {
@@ -51,9 +51,9 @@ func parseConfig(cfg []byte) parsedConfig {
 			case "server":
 				if len(fields) >= 3 {
 					if p.servers[section] == nil {
-						p.servers[section] = map[string]serverLine{}
+						p.servers[section] = map[string]haServer{}
 					}
-					p.servers[section][fields[1]] = serverLine{Name: fields[1], Addr: fields[2], Args: fields[3:]}
+					p.servers[section][fields[1]] = haServer{Name: fields[1], Addr: fields[2], Args: fields[3:]}
 					continue
 				}
 			case "default-server":
@@ -76,8 +76,8 @@ func parseConfig(cfg []byte) parsedConfig {
 // serverChange is one runtime operation.
 type serverChange struct {
 	Backend string
-	Old     *serverLine // nil: added
-	New     *serverLine // nil: removed
+	Old     *haServer // nil: added
+	New     *haServer // nil: removed
 }
 
 // weightOnly reports whether the change is only a new weight, and returns it.
@@ -140,7 +140,7 @@ func diffServers(old, new parsedConfig) []serverChange {
 // addArgs is what `add server BACKEND/NAME` takes for s: its address, then the backend's
 // default-server arguments (dynamic servers do not inherit them) without the ones `add server`
 // refuses, then its own arguments.
-func addArgs(s serverLine, defaults []string) string {
+func addArgs(s haServer, defaults []string) string {
 	args := []string{s.Addr}
 	for i := 0; i < len(defaults); i++ {
 		if defaults[i] == "init-addr" { // resolution options: not for dynamic servers
@@ -154,6 +154,6 @@ func addArgs(s serverLine, defaults []string) string {
 }
 
 // hasCheck reports whether a dynamic server built from s and defaults has health checks.
-func hasCheck(s serverLine, defaults []string) bool {
+func hasCheck(s haServer, defaults []string) bool {
 	return slices.Contains(defaults, "check") || slices.Contains(s.Args, "check")
 }

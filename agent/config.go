@@ -88,11 +88,11 @@ type Service struct {
 
 // Listener maps a port on the load balancer to a port on the members.
 type Listener struct {
-	Port        int    `yaml:"port"`
-	Address     string `yaml:"address"`
-	Protocol    string `yaml:"protocol"`
-	MemberPort  int    `yaml:"member_port"`
-	Certificate string `yaml:"certificate"`
+	Port        int    `yaml:"port" json:"port"`
+	Address     string `yaml:"address" json:"address,omitempty"`
+	Protocol    string `yaml:"protocol" json:"protocol"`
+	MemberPort  int    `yaml:"member_port" json:"member_port"`
+	Certificate string `yaml:"certificate" json:"certificate,omitempty"`
 }
 
 // HealthCheck is an ELB-style health check.

@@ -91,8 +91,8 @@ func shortDir(t testing.TB) string {
 	return d
 }
 
-// backend is a real HTTP server on addr that answers with its name.
-func backend(t testing.TB, name, addr string) {
+// backend is a real HTTP server on addr that answers with its name; stop closes it.
+func backend(t testing.TB, name, addr string) (stop func()) {
 	t.Helper()
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
@@ -102,7 +102,9 @@ func backend(t testing.TB, name, addr string) {
 		io.WriteString(w, name)
 	})}
 	go srv.Serve(ln)
-	t.Cleanup(func() { srv.Close() })
+	stop = func() { srv.Close() }
+	t.Cleanup(stop)
+	return stop
 }
 
 // noKeepAlive opens a new connection per request, so that every request sees the current
@@ -269,7 +271,28 @@ func (c *clbd) call(method, path, password string, body any) (int, map[string]an
 	return resp.StatusCode, out
 }
 
+// callAs is call with a key id other than "default".
+func (c *clbd) callAs(keyID, method, path, secret string, body any) (int, map[string]any) {
+	c.t.Helper()
+	req := c.signedAs(keyID, method, path, secret, body)
+	resp, err := noKeepAlive.Do(req)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var out map[string]any
+	if err := json.NewDecoder(resp.Body).Decode(&out); err != nil {
+		c.t.Fatalf("%s %s: decode answer: %v", method, path, err)
+	}
+	return resp.StatusCode, out
+}
+
 func (c *clbd) signed(method, path, password string, body any) *http.Request {
+	c.t.Helper()
+	return c.signedAs("default", method, path, password, body)
+}
+
+func (c *clbd) signedAs(keyID, method, path, password string, body any) *http.Request {
 	c.t.Helper()
 	var data []byte
 	if body != nil {
@@ -282,7 +305,7 @@ func (c *clbd) signed(method, path, password string, body any) *http.Request {
 	if err != nil {
 		c.t.Fatal(err)
 	}
-	if err := auth.Sign(req, "default", auth.DeriveKey([]byte(password)), data, time.Now()); err != nil {
+	if err := auth.Sign(req, keyID, auth.DeriveKey([]byte(password)), data, time.Now()); err != nil {
 		c.t.Fatal(err)
 	}
 	return req

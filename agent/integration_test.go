@@ -29,6 +29,22 @@ type scenario struct {
 	failFlag string
 	c        *clbd
 	haproxy  *exec.Cmd // external mode only
+	// stopBackend closes a backend's listener (a dead member).
+	stopBackend map[string]func()
+}
+
+// addr is where backend name listens: b1 on 127.0.0.1, b2 on 127.0.0.2, ...
+func (s *scenario) addr(name string) string {
+	return fmt.Sprintf("127.0.0.%s:%d", name[1:], s.ports[name])
+}
+
+// adminSecret is the secret of key "admin" (admin scope) in every scenario.
+const adminSecret = "admin-secret-0123456789abcdef"
+
+// admin sends a call signed with the admin key.
+func (s *scenario) admin(method, path string, body any) (int, map[string]any) {
+	s.t.Helper()
+	return s.c.callAs("admin", method, path, adminSecret, body)
 }
 
 func webConfig(frontPort, memberPort int, extra string) string {
@@ -42,6 +58,12 @@ func webConfig(frontPort, memberPort int, extra string) string {
 }
 
 func newScenario(t testing.TB, managed bool) *scenario {
+	return newScenarioWith(t, managed, "")
+}
+
+// newScenarioWith appends extra to the config file after web's listeners: lines indented by
+// four spaces add to web (health_check, sticky, ...), by two spaces define more services.
+func newScenarioWith(t testing.TB, managed bool, extra string) *scenario {
 	requireHaproxyBin(t)
 	s := &scenario{t: t, dir: shortDir(t), managed: managed, ports: map[string]int{}}
 	front := freePort(t)
@@ -50,16 +72,19 @@ func newScenario(t testing.TB, managed bool) *scenario {
 	s.ports["b1"] = s.memberP
 	s.ports["b2"] = freePort(t)
 	s.ports["b3"] = freePort(t)
-	backend(t, "b1", fmt.Sprintf("127.0.0.1:%d", s.ports["b1"]))
-	backend(t, "b2", fmt.Sprintf("127.0.0.2:%d", s.ports["b2"]))
-	backend(t, "b3", fmt.Sprintf("127.0.0.3:%d", s.ports["b3"]))
+	s.stopBackend = map[string]func(){}
+	for _, name := range []string{"b1", "b2", "b3"} {
+		s.stopBackend[name] = backend(t, name, s.addr(name))
+	}
 
 	s.cfgPath = filepath.Join(s.dir, "clbd.yaml")
-	writeFile(t, s.cfgPath, webConfig(front, s.memberP, ""), 0o644)
+	writeFile(t, s.cfgPath, webConfig(front, s.memberP, extra), 0o644)
 	s.pwFile = filepath.Join(s.dir, "password")
 	writeFile(t, s.pwFile, "correct horse battery staple\n", 0o600)
 	s.failFlag = filepath.Join(s.dir, "fail-reload")
-	args := []string{"--config", s.cfgPath, "--state-dir", s.dir, "--templates", filepath.Join(s.dir, "templates"), "--password-file", s.pwFile}
+	keys := filepath.Join(s.dir, "keys.yaml")
+	writeFile(t, keys, "keys:\n  - id: admin\n    secret: "+adminSecret+"\n    scope: admin\n", 0o600)
+	args := []string{"--config", s.cfgPath, "--state-dir", s.dir, "--templates", filepath.Join(s.dir, "templates"), "--password-file", s.pwFile, "--keys-file", keys}
 	if managed {
 		s.hapCfg = filepath.Join(s.dir, "haproxy.cfg")
 		args = append(args, "--managed")

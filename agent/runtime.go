@@ -98,7 +98,7 @@ func runtimeApply(rt runtimeClient, changes []serverChange, defaults map[string]
 
 // addServer creates a dynamic server. haproxy 2.6 creates it in maintenance; health checks and
 // the server are then enabled (not `add server ... enabled`, which serves 503 until cycled).
-func addServer(rt runtimeClient, backend string, s serverLine, defaults []string) error {
+func addServer(rt runtimeClient, backend string, s haServer, defaults []string) error {
 	if err := rt.AddServer(backend, s.Name, addArgs(s, defaults)); err != nil {
 		return fmt.Errorf("add server %s/%s: %w", backend, s.Name, err)
 	}

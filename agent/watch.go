@@ -102,17 +102,24 @@ func (a *Agent) reloadConfig() {
 		return
 	}
 	cur := a.config()
-	merged := *cur
-	merged.Services = next.Services
-	next.Services = cur.Services
-	next.Output = cur.Output
-	if !reflect.DeepEqual(*next, *cur) {
+	// Only services are hot-reloaded; compare the rest to say when a restart is needed.
+	rest, curRest := *next, *cur
+	rest.Services, rest.DisabledZones, rest.Output = nil, nil, ""
+	curRest.Services, curRest.DisabledZones, curRest.Output = nil, nil, ""
+	if !reflect.DeepEqual(rest, curRest) {
 		a.log.Warn("config file changed settings other than services; restart clbd to apply them", "path", a.opts.ConfigPath)
 	}
-	if reflect.DeepEqual(merged.Services, cur.Services) {
+	a.cfgMu.Lock()
+	same := reflect.DeepEqual(next.Services, a.fileServices)
+	a.cfgMu.Unlock()
+	if same {
 		return
 	}
-	a.cfg.Store(&merged)
+	if err := a.setServices(next.Services); err != nil {
+		a.log.Error("config file not reloaded; keeping the running config", "path", a.opts.ConfigPath, "err", err)
+		return
+	}
+	merged := a.config()
 	a.log.Info("config reloaded", "path", a.opts.ConfigPath, "services", len(merged.Services))
 	a.rec.trigger()
 }

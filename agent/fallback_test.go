@@ -1,0 +1,134 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// failingRuntime wraps the real runtime client and fails `add server` while fail is set: the
+// failure injection at an interface clbd owns.
+type failingRuntime struct {
+	runtimeClient
+	fail *atomic.Bool
+}
+
+func (f failingRuntime) AddServer(backend, name, attrs string) error {
+	if f.fail.Load() {
+		return errors.New("injected failure")
+	}
+	return f.runtimeClient.AddServer(backend, name, attrs)
+}
+
+// TestRuntimeFailureFallsBackToReload: a runtime command that fails is made up for by a
+// reload; the member is served either way and /v1/status says what happened.
+func TestRuntimeFailureFallsBackToReload(t *testing.T) {
+	requireHaproxy(t)
+	dir, err := os.MkdirTemp("", "clbfb")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	pwPath := filepath.Join(dir, "pw")
+	if err := os.WriteFile(pwPath, []byte(testPassword), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	front, member := freeTCPPort(t), freeTCPPort(t)
+	cfg := Defaults()
+	yml := fmt.Sprintf("services:\n  web:\n    listeners:\n      - port: %d\n        address: 127.0.0.1\n        member_port: %d\n", front, member)
+	if err := Decode(&cfg, []byte(yml), "test"); err != nil {
+		t.Fatal(err)
+	}
+	cfg.Listen, cfg.StateDir, cfg.Templates, cfg.PasswordFile, cfg.Managed = "127.0.0.1:0", dir, filepath.Join(dir, "templates"), pwPath, true
+	cfg.Output = OutputPath(&cfg, false)
+	var fail atomic.Bool
+	ready := make(chan net.Addr, 1)
+	a, err := New(&cfg, Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Ready: ready,
+		wrapRuntime: func(dial func(context.Context) (runtimeClient, error)) func(context.Context) (runtimeClient, error) {
+			return func(ctx context.Context) (runtimeClient, error) {
+				rt, err := dial(ctx)
+				if err != nil {
+					return nil, err
+				}
+				return failingRuntime{rt, &fail}, nil
+			}
+		}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- a.Run(ctx) }()
+	t.Cleanup(func() { cancel(); <-done })
+	var base string
+	select {
+	case addr := <-ready:
+		base = "http://" + addr.String()
+	case err := <-done:
+		t.Fatalf("Run: %v", err)
+	case <-time.After(20 * time.Second):
+		t.Fatal("not ready")
+	}
+	// Two members on 127.0.0.1, each answering with its port.
+	ports := []int{member, freeTCPPort(t)}
+	for _, port := range ports {
+		ln, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port))
+		if err != nil {
+			t.Fatal(err)
+		}
+		srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { fmt.Fprint(w, port) })}
+		go srv.Serve(ln)
+		t.Cleanup(func() { srv.Close() })
+	}
+	register := func(name string, port int) {
+		t.Helper()
+		st, out := doCase(t, base, apiCase{method: "PUT", path: "/v1/services/web/members/" + name, body: fmt.Sprintf(`{"address":"127.0.0.1","port":%d}`, port), sign: true})
+		if st != http.StatusOK {
+			t.Fatalf("register %s = %d %v", name, st, out)
+		}
+	}
+	// servedBy reports whether a few requests reach the member on port.
+	servedBy := func(port int) bool {
+		client := &http.Client{Timeout: 2 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
+		seen := false
+		for range 4 {
+			resp, err := client.Get(fmt.Sprintf("http://127.0.0.1:%d/", front))
+			if err != nil {
+				t.Fatal(err)
+			}
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			seen = seen || string(b) == fmt.Sprint(port)
+		}
+		return seen
+	}
+	lastPath := func() (string, string) {
+		st := a.status()
+		return st.LastApply.Path, st.LastApply.RuntimeError
+	}
+	register("m1", ports[0])
+	if p, _ := lastPath(); p != applyRuntime {
+		t.Errorf("first registration path = %q, want %q", p, applyRuntime)
+	}
+	fail.Store(true)
+	register("m2", ports[1])
+	if p, e := lastPath(); p != applyFallback || !strings.Contains(e, "injected failure") {
+		t.Errorf("path after a failed runtime command = %q (%q), want %q naming the failure", p, e, applyFallback)
+	}
+	if !servedBy(ports[1]) {
+		t.Errorf("member m2, applied by the fallback reload, is not served")
+	}
+	if r := a.status().Reloads; r != 1 {
+		t.Errorf("reloads = %d, want 1 (the fallback)", r)
+	}
+}
