@@ -10,7 +10,9 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
+	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"math/big"
 	"net"
@@ -357,5 +359,48 @@ func TestSecurityConfigValidation(t *testing.T) {
 				t.Fatalf("Validate() = %v, want an error containing %q", err, tt.errHas)
 			}
 		})
+	}
+}
+
+// TestFileModes: what clbd writes is private to its user (or group, for the state).
+func TestFileModes(t *testing.T) {
+	s := newSecureAgent(t, secureOpts{})
+	if st, out := s.call("PUT", memberPath+"m1", "default", fmt.Sprintf(`{"address":"127.0.0.1","port":%d}`, s.b1Port)); st != http.StatusOK {
+		t.Fatalf("register = %d %v", st, out)
+	}
+	tests := []struct {
+		name string
+		// deny are the permission bits that must be clear.
+		deny os.FileMode
+	}{
+		{"state.json", 0o027},
+		{lastGoodName, 0o077},
+		{"haproxy-master.sock", 0o077},
+		{adminSocketName, 0o077},
+		{".", 0o027},
+	}
+	for _, tt := range tests {
+		fi, err := os.Stat(filepath.Join(s.dir, tt.name))
+		if err != nil {
+			t.Errorf("%s: %v", tt.name, err)
+			continue
+		}
+		if got := fi.Mode().Perm(); got&tt.deny != 0 {
+			t.Errorf("%s has mode %04o, want none of %04o", tt.name, got, tt.deny)
+		}
+	}
+	pw := filepath.Join(t.TempDir(), "password")
+	if err := generatePassword(pw); err != nil {
+		t.Fatal(err)
+	}
+	if fi, _ := os.Stat(pw); fi.Mode().Perm() != 0o600 {
+		t.Errorf("generated password has mode %04o, want 0600", fi.Mode().Perm())
+	}
+	before, _ := os.ReadFile(pw)
+	if err := generatePassword(pw); !errors.Is(err, fs.ErrExist) {
+		t.Errorf("second generatePassword = %v, want fs.ErrExist", err)
+	}
+	if after, _ := os.ReadFile(pw); !bytes.Equal(before, after) {
+		t.Errorf("an existing password was overwritten")
 	}
 }

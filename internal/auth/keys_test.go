@@ -2,6 +2,8 @@ package auth
 
 import (
 	"errors"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -170,5 +172,29 @@ func TestAuthenticateScope(t *testing.T) {
 	}
 	if got := ring.IDs(); len(got) != 1 || got[0] != "ops" {
 		t.Errorf("IDs() = %v, want [ops]", got)
+	}
+}
+
+// TestReplayRefusedWholeWindow: whatever the signer's clock offset (within the skew), a
+// replay is refused at every moment its timestamp is still acceptable, and refused as stale
+// afterwards: nonces live at least as long as the timestamps that carry them.
+func TestReplayRefusedWholeWindow(t *testing.T) {
+	for _, tsOffset := range []time.Duration{-DefaultSkew, -time.Minute, 0, time.Minute, DefaultSkew} {
+		clock := t0
+		v := New(keys, WithClock(func() time.Time { return clock }))
+		r := httptest.NewRequest(http.MethodPut, testTarget, strings.NewReader(testBody))
+		if err := sign(r, "default", testKey, []byte(testBody), t0.Add(tsOffset), testNonce); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := v.Verify(r, []byte(testBody)); err != nil {
+			t.Fatalf("ts %+v: first Verify() = %v", tsOffset, err)
+		}
+		for at := time.Duration(0); at <= 2*DefaultSkew+time.Minute; at += 15 * time.Second {
+			clock = t0.Add(at)
+			_, err := v.Verify(r, []byte(testBody))
+			if err == nil {
+				t.Fatalf("ts %+v: replay at +%v accepted", tsOffset, at)
+			}
+		}
 	}
 }
