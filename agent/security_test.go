@@ -279,6 +279,28 @@ func TestTLS(t *testing.T) {
 			}
 		})
 	}
+	// clb_register over TLS with a pin, a client certificate and a scoped key.
+	secretFile := filepath.Join(dir, "web-deploy.secret")
+	if err := os.WriteFile(secretFile, []byte(secWebKey+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	server := strings.TrimPrefix(s.api, "https://")
+	for _, c := range []struct {
+		service string
+		code    int
+	}{{"web", register.ExitOK}, {"db", register.ExitAuth}} {
+		var stdout, stderr bytes.Buffer
+		code := register.Main([]string{"clb_register", "--server", server, "--pin", register.Fingerprint(cert), "--cert", clientCert, "--key", clientKey,
+			"--key-id", "web-deploy", "--password-file", secretFile, "--service", c.service, "--name", "tls1", "--address", "127.0.0.1",
+			"--port", fmt.Sprint(s.b1Port), "--timeout", "10s"}, &stdout, &stderr)
+		if code != c.code {
+			t.Errorf("clb_register over TLS into %s: exit %d, want %d: %s%s", c.service, code, c.code, stdout.String(), stderr.String())
+		}
+	}
+	if got := s.served(3); got["b1"] != 3 {
+		t.Errorf("after clb_register over TLS, web served %v, want b1", got)
+	}
+
 	plain := strings.Replace(s.api, "https://", "http://", 1)
 	if resp, err := http.Get(plain + "/healthz"); err == nil {
 		if resp.StatusCode == http.StatusOK {
