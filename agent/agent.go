@@ -57,18 +57,18 @@ type Options struct {
 
 // Agent is a running clbd.
 type Agent struct {
-	opts     Options
-	log      *slog.Logger
-	cfg      atomic.Pointer[Config]
-	store    *store.Store
-	sec      security
-	rec      *reconciler
-	managed  *haproxy.Managed
-	started  time.Time
-	version  string
-	restart  atomic.Bool
-	cancel   context.CancelFunc
-	metrics  *metrics
+	opts    Options
+	log     *slog.Logger
+	cfg     atomic.Pointer[Config]
+	store   *store.Store
+	sec     security
+	rec     *reconciler
+	managed *haproxy.Managed
+	started time.Time
+	version string
+	restart atomic.Bool
+	cancel  context.CancelFunc
+	metrics *metrics
 
 	// defs are the API's service definitions and disabled zones; fileServices the config
 	// file's services. setServices merges them into cfg under cfgMu.
@@ -294,8 +294,8 @@ type Status struct {
 	ReloadOnly map[string]string `json:"reload_only_backends,omitempty"`
 	Draining   int               `json:"draining_servers"`
 	RuntimeAPI string            `json:"runtime_socket,omitempty"`
-	Version        string      `json:"clbd_version"`
-	Uptime         string      `json:"uptime"`
+	Version    string            `json:"clbd_version"`
+	Uptime     string            `json:"uptime"`
 }
 
 func (a *Agent) status() Status {
