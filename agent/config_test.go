@@ -34,7 +34,8 @@ func TestConfigValidate(t *testing.T) {
 		{"target tcp path", base + "    health_check:\n      target: TCP:80/x\n", "a TCP check takes no path"},
 		{"target path injection", base + "    health_check:\n      target: \"HTTP:80/a b\"\n", "path \"/a b\""},
 		{"target path newline", base + "    health_check:\n      target: \"HTTP:80/a\\n  server x 1.2.3.4:80\"\n", "want printable ASCII"},
-		{"keys file not yet", "keys_file: /etc/clb/keys\n", "keys_file"},
+		{"keys file path with a newline", base + "keys_file: \"/etc/clb/keys\\n.yaml\"\n", "keys_file: path"},
+		{"tls cert without key", base + "tls_cert: /etc/clb/api.pem\n", "tls_cert and tls_key"},
 		{"draining negative", base + "    draining_timeout: -1s\n", "draining_timeout"},
 	}
 	for _, tt := range tests {

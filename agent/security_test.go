@@ -130,9 +130,11 @@ func TestKeysFileRefused(t *testing.T) {
 	}
 
 	// At start the same file is an error.
-	cfg := *s.a.config()
-	cfg.StateDir = t.TempDir()
-	cfg.Listen = "127.0.0.1:0"
+	cfg := Defaults()
+	if err := Decode(&cfg, defaultConfigYAML, "default"); err != nil {
+		t.Fatal(err)
+	}
+	cfg.StateDir, cfg.Listen, cfg.Output, cfg.KeysFile = t.TempDir(), "127.0.0.1:0", filepath.Join(t.TempDir(), "haproxy.cfg"), s.keys
 	a, err := New(&cfg, Options{Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		t.Fatal(err)
