@@ -293,6 +293,10 @@ type Status struct {
 	// dynamic servers there).
 	ReloadOnly map[string]string `json:"reload_only_backends,omitempty"`
 	Draining   int               `json:"draining_servers"`
+	// RuntimeFallbacks counts runtime API changes that failed and were applied by a reload;
+	// LastRuntimeError is the last such failure.
+	RuntimeFallbacks uint64 `json:"runtime_fallbacks"`
+	LastRuntimeError string `json:"last_runtime_error,omitempty"`
 	RuntimeAPI string            `json:"runtime_socket,omitempty"`
 	Version    string            `json:"clbd_version"`
 	Uptime     string            `json:"uptime"`
@@ -310,6 +314,7 @@ func (a *Agent) status() Status {
 		s.Mode, s.HaproxyPID = "managed", a.managed.Pid()
 	}
 	s.ReloadOnly, s.Draining = a.rec.runtimeStatus()
+	s.RuntimeFallbacks, s.LastRuntimeError = a.rec.fallbackStatus()
 	s.RuntimeAPI = a.rec.admin
 	return s
 }

@@ -119,11 +119,16 @@ func TestUnregisterUnderLoadLosesNothing(t *testing.T) {
 	stop := load(s.front)
 	time.Sleep(200 * time.Millisecond)
 	start := s.reloads()
+	t0 := time.Now()
 	mustRun(t, "clb_unregister", "--server", "http://"+s.c.api, "--password-file", s.pwFile, "--service", "web", "--name", "b2")
+	t.Logf("unregister under load took %s", time.Since(t0))
 	s.register("b2")
+	t.Logf("re-register took %s", time.Since(t0))
 	mustRun(t, "clb_unregister", "--server", "http://"+s.c.api, "--password-file", s.pwFile, "--service", "web", "--name", "b3")
+	t.Logf("second unregister took %s", time.Since(t0))
 	time.Sleep(200 * time.Millisecond)
 	total, failed := stop()
+	t.Logf("stop took %s", time.Since(t0))
 	if failed != 0 || total == 0 {
 		t.Errorf("unregistering under load: %d of %d requests failed, want 0 of > 0", failed, total)
 	}
@@ -131,6 +136,23 @@ func TestUnregisterUnderLoadLosesNothing(t *testing.T) {
 		t.Errorf("unregister/register took %v reloads, want 0", got-start)
 	}
 	wantServed(t, s.front, 20, "b1", "b2")
+	resp, err := noKeepAlive.Get("http://" + s.c.api + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for _, want := range []string{
+		`clb_members{service="web"} 2`,
+		`clb_registrations_total{op="unregister",service="web"} 2`,
+		`clb_applies_total{path="runtime",result="ok"}`,
+		`clb_draining_servers 0`,
+		`clb_auth_failures_total{reason="unauthenticated"} 0`,
+	} {
+		if !strings.Contains(string(body), want) {
+			t.Errorf("/metrics lacks %q", want)
+		}
+	}
 }
 
 func TestStickySessionsKeepAClient(t *testing.T) {

@@ -111,6 +111,10 @@ func backend(t testing.TB, name, addr string) (stop func()) {
 // haproxy worker.
 var noKeepAlive = &http.Client{Timeout: 3 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
 
+// apiClient calls clbd: a call waits for the apply, which takes a reload on the reload path,
+// so it gets far more time than a proxied request.
+var apiClient = &http.Client{Timeout: 60 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
+
 // spread sends n requests to url and counts the answers by body; failures count under "ERR".
 func spread(t testing.TB, url string, n int) map[string]int {
 	t.Helper()
@@ -259,7 +263,7 @@ func (c *clbd) password() string {
 func (c *clbd) call(method, path, password string, body any) (int, map[string]any) {
 	c.t.Helper()
 	req := c.signed(method, path, password, body)
-	resp, err := noKeepAlive.Do(req)
+	resp, err := apiClient.Do(req)
 	if err != nil {
 		c.t.Fatal(err)
 	}
@@ -275,7 +279,7 @@ func (c *clbd) call(method, path, password string, body any) (int, map[string]an
 func (c *clbd) callAs(keyID, method, path, secret string, body any) (int, map[string]any) {
 	c.t.Helper()
 	req := c.signedAs(keyID, method, path, secret, body)
-	resp, err := noKeepAlive.Do(req)
+	resp, err := apiClient.Do(req)
 	if err != nil {
 		c.t.Fatal(err)
 	}

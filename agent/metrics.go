@@ -17,7 +17,6 @@ type metrics struct {
 	applies       *prometheus.CounterVec
 	applySeconds  *prometheus.HistogramVec
 	reloads       *prometheus.CounterVec
-	authFailures  *prometheus.CounterVec
 }
 
 func newMetrics(a *Agent) *metrics {
@@ -36,11 +35,8 @@ func newMetrics(a *Agent) *metrics {
 		reloads: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "clb_haproxy_reloads_total", Help: "haproxy reloads by result.",
 		}, []string{"result"}),
-		authFailures: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "clb_auth_failures_total", Help: "Refused API calls by reason (unauthenticated, forbidden, rate_limited).",
-		}, []string{"reason"}),
 	}
-	m.reg.MustRegister(m.registrations, m.applies, m.applySeconds, m.reloads, m.authFailures,
+	m.reg.MustRegister(m.registrations, m.applies, m.applySeconds, m.reloads,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		&stateCollector{a: a})
 	return m
@@ -74,14 +70,6 @@ func (m *metrics) registration(service, op string) {
 	m.registrations.WithLabelValues(service, op).Inc()
 }
 
-// AuthFailure counts a refused call; reason is unauthenticated, forbidden or rate_limited.
-func (m *metrics) authFailure(reason string) {
-	if m == nil {
-		return
-	}
-	m.authFailures.WithLabelValues(reason).Inc()
-}
-
 // stateCollector reads members, health and pending work at scrape time.
 type stateCollector struct{ a *Agent }
 
@@ -92,10 +80,11 @@ var (
 	drainingDesc = prometheus.NewDesc("clb_draining_servers", "Servers out of rotation waiting for their connections to end.", nil, nil)
 	forcedDesc   = prometheus.NewDesc("clb_reload_only_backends", "Backends haproxy cannot change at runtime (changes reload).", nil, nil)
 	lastOKDesc   = prometheus.NewDesc("clb_last_apply_success", "1 if the last apply succeeded.", nil, nil)
+	authDesc     = prometheus.NewDesc("clb_auth_failures_total", "Refused API calls: bad or missing signatures (unauthenticated) and calls refused because their source failed too often (rate_limited).", []string{"reason"}, nil)
 )
 
 func (c *stateCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{membersDesc, healthDesc, pendingDesc, drainingDesc, forcedDesc, lastOKDesc} {
+	for _, d := range []*prometheus.Desc{membersDesc, healthDesc, pendingDesc, drainingDesc, forcedDesc, lastOKDesc, authDesc} {
 		ch <- d
 	}
 }
@@ -126,4 +115,6 @@ func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(drainingDesc, prometheus.GaugeValue, float64(draining))
 	ch <- prometheus.MustNewConstMetric(forcedDesc, prometheus.GaugeValue, float64(len(forced)))
 	ch <- prometheus.MustNewConstMetric(lastOKDesc, prometheus.GaugeValue, ok)
+	ch <- prometheus.MustNewConstMetric(authDesc, prometheus.CounterValue, float64(a.AuthFailures()), "unauthenticated")
+	ch <- prometheus.MustNewConstMetric(authDesc, prometheus.CounterValue, float64(a.AuthRateLimited()), "rate_limited")
 }

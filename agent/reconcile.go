@@ -95,6 +95,10 @@ type reconciler struct {
 	status    ApplyStatus
 	reloads   uint64
 	failures  uint64
+	// fallbacks counts runtime changes that failed and were applied by a reload instead;
+	// runtimeErr is the last such failure.
+	fallbacks  uint64
+	runtimeErr string
 	running   bool // haproxy is up and can be reloaded
 	forced    map[string]string
 	draining  int
@@ -302,6 +306,13 @@ func (r *reconciler) runtimeStatus() (map[string]string, int) {
 	return r.forced, r.draining
 }
 
+// fallbackStatus is how many runtime changes a reload made up for, and the last failure.
+func (r *reconciler) fallbackStatus() (uint64, string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.fallbacks, r.runtimeErr
+}
+
 func (r *reconciler) setRunning(v bool) {
 	r.mu.Lock()
 	r.running = v
@@ -350,6 +361,8 @@ func (r *reconciler) apply(ctx context.Context) result {
 	}
 	if res.runtimeErr != nil {
 		st.RuntimeError = res.runtimeErr.Error()
+		r.fallbacks++
+		r.runtimeErr = st.RuntimeError
 	}
 	st.Checksum = checksum(r.installed)
 	r.status = st
