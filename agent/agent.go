@@ -24,6 +24,7 @@ import (
 
 	"golang.org/x/sync/errgroup"
 
+	"clb/internal/atomicfile"
 	"clb/internal/haproxy"
 	"clb/internal/sdnotify"
 	"clb/internal/store"
@@ -179,6 +180,13 @@ func (a *Agent) Run(ctx context.Context) error {
 		sock := a.rec.admin
 		a.rec.dial = func(ctx context.Context) (runtimeClient, error) { return dialRuntime(ctx, sock) }
 		a.rec.stateFile = filepath.Join(cfg.StateDir, serverStateName)
+		// An empty state (format version line only) until the first dump, so haproxy does not
+		// warn that the file is missing.
+		if _, err := os.Stat(a.rec.stateFile); errors.Is(err, os.ErrNotExist) {
+			if err := atomicfile.Write(a.rec.stateFile, []byte("1\n"), 0o644); err != nil {
+				return err
+			}
+		}
 		if a.opts.wrapRuntime != nil {
 			a.rec.dial = a.opts.wrapRuntime(a.rec.dial)
 		}
