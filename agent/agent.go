@@ -200,6 +200,9 @@ func (a *Agent) Run(ctx context.Context) error {
 			return err
 		}
 		a.rec.reloader = r
+	}
+	if !cfg.Managed && (cfg.ReloadCmd != "" || cfg.RuntimeSocket != "") {
+		// External mode: haproxy is someone else's and assumed to be running.
 		a.rec.running = true
 	}
 	a.rec.loadInstalled()

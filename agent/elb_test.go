@@ -262,3 +262,19 @@ func TestServicesThroughTheAPI(t *testing.T) {
 		t.Errorf("after DELETE the listener still answers: %v", got)
 	}
 }
+
+// TestExternalModeRuntimeSocket: in external mode with --runtime-socket, membership changes go
+// through the admin socket of the externally run haproxy too: no reload command runs.
+func TestExternalModeRuntimeSocket(t *testing.T) {
+	t.Parallel()
+	dir := shortDir(t)
+	s := newScenarioWith(t, false, "", "--runtime-socket", filepath.Join(dir, "admin.sock"))
+	s.register("b1")
+	s.register("b2")
+	wantServed(t, s.front, 20, "b1", "b2")
+	mustRun(t, "clb_unregister", "--server", "http://"+s.c.api, "--password-file", s.pwFile, "--service", "web", "--name", "b1")
+	wantServed(t, s.front, 10, "b2")
+	if got := s.reloads(); got != 0 {
+		t.Errorf("reloads = %v, want 0: the runtime socket applies membership changes", got)
+	}
+}

@@ -63,7 +63,7 @@ func newScenario(t testing.TB, managed bool) *scenario {
 
 // newScenarioWith appends extra to the config file after web's listeners: lines indented by
 // four spaces add to web (health_check, sticky, ...), by two spaces define more services.
-func newScenarioWith(t testing.TB, managed bool, extra string) *scenario {
+func newScenarioWith(t testing.TB, managed bool, extra string, clbdArgs ...string) *scenario {
 	requireHaproxyBin(t)
 	s := &scenario{t: t, dir: shortDir(t), managed: managed, ports: map[string]int{}}
 	front := freePort(t)
@@ -84,7 +84,7 @@ func newScenarioWith(t testing.TB, managed bool, extra string) *scenario {
 	s.failFlag = filepath.Join(s.dir, "fail-reload")
 	keys := filepath.Join(s.dir, "keys.yaml")
 	writeFile(t, keys, "keys:\n  - id: admin\n    secret: "+adminSecret+"\n    scope: admin\n", 0o600)
-	args := []string{"--config", s.cfgPath, "--state-dir", s.dir, "--templates", filepath.Join(s.dir, "templates"), "--password-file", s.pwFile, "--keys-file", keys}
+	args := append([]string{"--config", s.cfgPath, "--state-dir", s.dir, "--templates", filepath.Join(s.dir, "templates"), "--password-file", s.pwFile, "--keys-file", keys}, clbdArgs...)
 	if managed {
 		s.hapCfg = filepath.Join(s.dir, "haproxy.cfg")
 		args = append(args, "--managed")
