@@ -144,5 +144,11 @@ func dumpServerState(rt runtimeClient, write func([]byte) error) error {
 	if len(out) == 0 {
 		return errors.New("show servers state: no answer")
 	}
-	return write([]byte(strings.Join(out, "")))
+	// client-native trims the answer's final newline, and haproxy ignores the whole file
+	// ("corrupted global server state file") when its last line does not end with one.
+	data := strings.Join(out, "")
+	if !strings.HasSuffix(data, "\n") {
+		data += "\n"
+	}
+	return write([]byte(data))
 }
