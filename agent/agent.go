@@ -242,7 +242,6 @@ func (a *Agent) Run(ctx context.Context) error {
 	g.Go(func() error { return a.rec.Run(ctx) })
 	g.Go(func() error { return a.expireLeases(ctx) })
 	g.Go(func() error { return a.watch(ctx) })
-	g.Go(func() error { return a.watchKeys(ctx) })
 	g.Go(func() error {
 		if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
 			return fmt.Errorf("serve API: %w", err)
@@ -308,9 +307,9 @@ type Status struct {
 	// LastRuntimeError is the last such failure.
 	RuntimeFallbacks uint64 `json:"runtime_fallbacks"`
 	LastRuntimeError string `json:"last_runtime_error,omitempty"`
-	RuntimeAPI string            `json:"runtime_socket,omitempty"`
-	Version    string            `json:"clbd_version"`
-	Uptime     string            `json:"uptime"`
+	RuntimeAPI       string `json:"runtime_socket,omitempty"`
+	Version          string `json:"clbd_version"`
+	Uptime           string `json:"uptime"`
 }
 
 func (a *Agent) status() Status {

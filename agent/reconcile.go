@@ -99,10 +99,10 @@ type reconciler struct {
 	// runtimeErr is the last such failure.
 	fallbacks  uint64
 	runtimeErr string
-	running   bool // haproxy is up and can be reloaded
-	forced    map[string]string
-	draining  int
-	health    map[string]map[string]string
+	running    bool // haproxy is up and can be reloaded
+	forced     map[string]string
+	draining   int
+	health     map[string]map[string]string
 }
 
 // drainBatch holds the callers of one apply until the drains it started are over.

@@ -23,7 +23,7 @@ var update = flag.Bool("update", false, "rewrite golden files")
 // renderCase is testdata/render/<case>.json: services (none = the built-in default config)
 // and members by service.
 type renderCase struct {
-	Services map[string]Service       `yaml:"services"`
+	Services map[string]Service        `yaml:"services"`
 	Members  map[string][]model.Member `yaml:"members"`
 }
 

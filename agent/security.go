@@ -18,7 +18,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/fsnotify/fsnotify"
 
 	"clb/internal/auth"
 	"clb/internal/ratelimit"
@@ -171,50 +170,6 @@ func (a *Agent) reloadKeys() {
 		}
 	}
 	a.log.Info("keys file reloaded", "path", cfg.KeysFile, "keys", strings.Join(now, ","), "added", strings.Join(added, ","), "removed", strings.Join(removed, ","))
-}
-
-// watchKeys hot-reloads the keys file. Like the other watchers it watches the directory
-// (clbd keys and editors replace the file by renaming) and reads once after the watch is set.
-func (a *Agent) watchKeys(ctx context.Context) error {
-	path := a.config().KeysFile
-	if path == "" {
-		return nil
-	}
-	path = filepath.Clean(path)
-	w, err := fsnotify.NewWatcher()
-	if err != nil {
-		return fmt.Errorf("watch keys file: %w", err)
-	}
-	defer w.Close()
-	if err := w.Add(filepath.Dir(path)); err != nil {
-		a.log.Warn("cannot watch the keys file's directory; key changes need a restart", "path", path, "err", err)
-		<-ctx.Done()
-		return nil
-	}
-	a.reloadKeys()
-	for {
-		select {
-		case <-ctx.Done():
-			return nil
-		case err, ok := <-w.Errors:
-			if !ok {
-				return nil
-			}
-			a.log.Warn("keys watch error", "err", err)
-		case ev, ok := <-w.Events:
-			if !ok {
-				return nil
-			}
-			if filepath.Clean(ev.Name) != path || !ev.Has(fsnotify.Create) && !ev.Has(fsnotify.Write) && !ev.Has(fsnotify.Rename) && !ev.Has(fsnotify.Chmod) {
-				continue
-			}
-			if _, err := os.Stat(path); errors.Is(err, fs.ErrNotExist) {
-				// Renamed away; the new file's Create event follows.
-				continue
-			}
-			a.reloadKeys()
-		}
-	}
 }
 
 // identityKey is the context key of the authenticated auth.Identity of a request.

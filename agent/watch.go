@@ -25,37 +25,56 @@ func templateSource(dir string) string {
 	return render.BuiltIn
 }
 
-// watch re-applies when the template changes and reloads services when the config file
-// changes. It watches directories, not files, because editors and atomic writers replace files
-// by renaming; the first read happens after the watch is set up so no change is missed.
+// watchedFile is a file clbd reacts to: fn runs after every change of it (Create, Write, Rename,
+// Remove, Chmod), and once right after the watch is set up, so no change is missed.
+type watchedFile struct {
+	path string
+	what string
+	fn   func()
+}
+
+// watch is clbd's one file watcher: the template (re-apply), the config file (reload services)
+// and the keys file (reload keys). It watches directories, not files, because editors and
+// atomic writers replace files by renaming.
 func (a *Agent) watch(ctx context.Context) error {
+	cfg := a.config()
+	var files []watchedFile
+	if cfg.Templates != "" {
+		if err := os.MkdirAll(cfg.Templates, 0o755); err != nil {
+			a.log.Warn("templates dir is missing and cannot be created; template changes are not watched", "path", cfg.Templates, "err", err)
+		} else {
+			files = append(files, watchedFile{filepath.Join(cfg.Templates, templates.Name), "template", func() { a.rec.trigger() }})
+		}
+	}
+	if a.opts.ConfigPath != "" && a.opts.Reload != nil {
+		files = append(files, watchedFile{a.opts.ConfigPath, "config file", a.reloadConfig})
+	}
+	if cfg.KeysFile != "" {
+		// A keys file renamed away is followed by the Create of the new one: only react to
+		// events that leave a file there.
+		path := cfg.KeysFile
+		files = append(files, watchedFile{path, "keys file", func() {
+			if _, err := os.Stat(path); err == nil {
+				a.reloadKeys()
+			}
+		}})
+	}
 	w, err := fsnotify.NewWatcher()
 	if err != nil {
 		return fmt.Errorf("watch: %w", err)
 	}
 	defer w.Close()
-	cfg := a.config()
-	tmplFile := ""
-	if cfg.Templates != "" {
-		if err := os.MkdirAll(cfg.Templates, 0o755); err != nil {
-			a.log.Warn("templates dir is missing and cannot be created; template changes are not watched", "path", cfg.Templates, "err", err)
-		} else if err := w.Add(cfg.Templates); err != nil {
-			a.log.Warn("cannot watch templates dir", "path", cfg.Templates, "err", err)
-		} else {
-			tmplFile = filepath.Join(cfg.Templates, templates.Name)
+	watched := map[string]watchedFile{}
+	for _, f := range files {
+		if err := w.Add(filepath.Dir(f.path)); err != nil {
+			a.log.Warn("cannot watch "+f.what+"; changes need a restart", "path", f.path, "err", err)
+			continue
 		}
-	}
-	cfgFile := ""
-	if a.opts.ConfigPath != "" && a.opts.Reload != nil {
-		if err := w.Add(filepath.Dir(a.opts.ConfigPath)); err != nil {
-			a.log.Warn("cannot watch config dir", "path", a.opts.ConfigPath, "err", err)
-		} else {
-			cfgFile = filepath.Clean(a.opts.ConfigPath)
-		}
+		watched[filepath.Clean(f.path)] = f
 	}
 	// First read after the watch: anything changed between start-up and now is picked up.
-	if cfgFile != "" {
-		a.reloadConfig()
+	for _, f := range watched {
+		f.fn()
 	}
 	a.rec.trigger()
 
@@ -72,15 +91,9 @@ func (a *Agent) watch(ctx context.Context) error {
 			if !ok {
 				return nil
 			}
-			if !ev.Has(fsnotify.Create) && !ev.Has(fsnotify.Write) && !ev.Has(fsnotify.Rename) && !ev.Has(fsnotify.Remove) {
-				continue
-			}
-			switch filepath.Clean(ev.Name) {
-			case tmplFile:
-				a.log.Info("template changed", "path", ev.Name)
-				a.rec.trigger()
-			case cfgFile:
-				a.reloadConfig()
+			if f, ok := watched[filepath.Clean(ev.Name)]; ok {
+				a.log.Debug(f.what+" changed", "path", f.path, "op", ev.Op.String())
+				f.fn()
 			}
 		}
 	}
