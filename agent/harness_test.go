@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"clb/internal/auth"
+	"clb/internal/testutil"
 )
 
 // The integration tests run the real binaries (clbd, clb_register, clb_unregister), built once
@@ -59,37 +60,11 @@ func binary(t testing.TB, name string) string {
 	return filepath.Join(bins.dir, name)
 }
 
-func requireHaproxyBin(t testing.TB) {
-	t.Helper()
-	if _, err := exec.LookPath("haproxy"); err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatal("haproxy is not installed; .ci/run installs it")
-		}
-		t.Skip("haproxy is not installed")
-	}
-}
+func requireHaproxyBin(t testing.TB) { testutil.RequireHaproxy(t) }
 
-// freePort returns a TCP port that was free on 127.0.0.1 a moment ago.
-func freePort(t testing.TB) int {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
-}
+func freePort(t testing.TB) int { return testutil.FreePort(t) }
 
-// shortDir is a temp dir with a short path: haproxy's unix sockets must fit in 108 bytes.
-func shortDir(t testing.TB) string {
-	t.Helper()
-	d, err := os.MkdirTemp("", "clb")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(d) })
-	return d
-}
+func shortDir(t testing.TB) string { return testutil.ShortDir(t) }
 
 // backend is a real HTTP server on addr that answers with its name; stop closes it.
 func backend(t testing.TB, name, addr string) (stop func()) {
@@ -158,33 +133,16 @@ type clbd struct {
 	dir     string
 	api     string
 	cmd     *exec.Cmd
-	logs    *lockedBuffer
+	logs    *testutil.SyncBuffer
 	exited  chan struct{}
 	waitErr error
-}
-
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }
 
 // startClbd runs clbd with args (plus --listen on a free port) and waits until it answers.
 func startClbd(t testing.TB, dir string, args ...string) *clbd {
 	t.Helper()
 	port := freePort(t)
-	c := &clbd{t: t, dir: dir, api: fmt.Sprintf("127.0.0.1:%d", port), logs: &lockedBuffer{},
+	c := &clbd{t: t, dir: dir, api: fmt.Sprintf("127.0.0.1:%d", port), logs: &testutil.SyncBuffer{},
 		args: append([]string{"--listen", fmt.Sprintf("127.0.0.1:%d", port), "--log-level", "debug"}, args...)}
 	c.start()
 	t.Cleanup(func() {

@@ -2,6 +2,7 @@ package agent_test
 
 import (
 	"bytes"
+	"clb/internal/testutil"
 	"fmt"
 	"net"
 	"os"
@@ -98,7 +99,7 @@ func TestLeaseExpires(t *testing.T) {
 // keepaliveProc is a running `clb_register --keepalive` with its own $NOTIFY_SOCKET.
 type keepaliveProc struct {
 	cmd    *exec.Cmd
-	out    *lockedBuffer
+	out    *testutil.SyncBuffer
 	notify *net.UnixConn
 	exited chan struct{}
 	err    error
@@ -112,7 +113,7 @@ func startKeepalive(t *testing.T, s *leaseScenario, name string) *keepaliveProc 
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { conn.Close() })
-	k := &keepaliveProc{out: &lockedBuffer{}, notify: conn, exited: make(chan struct{})}
+	k := &keepaliveProc{out: &testutil.SyncBuffer{}, notify: conn, exited: make(chan struct{})}
 	k.cmd = exec.Command(binary(t, "clb_register"), s.args(name, "--ttl", testTTL.String(), "--keepalive")...)
 	k.cmd.Env = append(os.Environ(), "NOTIFY_SOCKET="+sock, "CLB_PASSWORD=")
 	k.cmd.Stdout, k.cmd.Stderr = k.out, k.out

@@ -5,7 +5,6 @@ import (
 	"context"
 	"flag"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -16,6 +15,7 @@ import (
 	"clb/internal/model"
 	"clb/internal/render"
 	"clb/internal/store"
+	"clb/internal/testutil"
 )
 
 var update = flag.Bool("update", false, "rewrite golden files")
@@ -98,12 +98,4 @@ func TestRenderGolden(t *testing.T) {
 	}
 }
 
-func requireHaproxy(t testing.TB) {
-	t.Helper()
-	if _, err := exec.LookPath("haproxy"); err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatal("haproxy is not installed; .ci/run installs it")
-		}
-		t.Skip("haproxy is not installed")
-	}
-}
+func requireHaproxy(t testing.TB) { testutil.RequireHaproxy(t) }

@@ -1,7 +1,6 @@
 package agent
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -12,11 +11,11 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"clb/internal/auth"
+	"clb/internal/testutil"
 )
 
 // Secrets of the secured test agent's keys.
@@ -43,24 +42,6 @@ const (
 // secrets maps key ids to the secrets of the secured agent.
 var secrets = map[string]string{"default": secPassword, "ops": secAdmin, "web-deploy": secWebKey, "api-deploy": secAPIKey}
 
-// syncBuffer collects the agent's log.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // secureAgent is an in-process clbd in managed mode (a real haproxy) with a keys file, a
 // password file and a real HTTP backend "b1" behind service web.
 type secureAgent struct {
@@ -71,7 +52,7 @@ type secureAgent struct {
 	b1Port  int
 	dir     string
 	keys    string
-	logs    *syncBuffer
+	logs    *testutil.SyncBuffer
 	client  *http.Client
 	cfgFile string
 }
@@ -82,15 +63,7 @@ type secureOpts struct {
 	tweak      func(*Config)
 }
 
-func freeTCPPort(t *testing.T) int {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
-}
+func freeTCPPort(t *testing.T) int { return testutil.FreePort(t) }
 
 // startBackend serves name on 127.0.0.1:PORT and returns the port.
 func startBackend(t *testing.T, name string) int {
@@ -113,7 +86,7 @@ func newSecureAgent(t *testing.T, o secureOpts) *secureAgent {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { os.RemoveAll(dir) })
-	s := &secureAgent{t: t, dir: dir, logs: &syncBuffer{}, client: &http.Client{Timeout: 15 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}}
+	s := &secureAgent{t: t, dir: dir, logs: &testutil.SyncBuffer{}, client: &http.Client{Timeout: 15 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}}
 	s.b1Port = startBackend(t, "b1")
 	front := freeTCPPort(t)
 	s.front = fmt.Sprintf("http://127.0.0.1:%d/", front)

@@ -1,12 +1,12 @@
 package haproxy
 
 import (
+	"clb/internal/testutil"
 	"context"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -20,13 +20,11 @@ import (
 	"time"
 )
 
-// needHaproxy returns the haproxy binary, skipping the test without one.
+// needHaproxy returns the haproxy binary; without one the test is skipped, or fails in CI.
 func needHaproxy(t testing.TB) string {
 	t.Helper()
-	bin, err := exec.LookPath("haproxy")
-	if err != nil {
-		t.Skip("haproxy not on PATH")
-	}
+	testutil.RequireHaproxy(t)
+	bin, _ := exec.LookPath("haproxy")
 	return bin
 }
 
@@ -46,15 +44,7 @@ func shortTempDir(t testing.TB) string {
 	return dir
 }
 
-func freePort(t testing.TB) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
+func freePort(t testing.TB) int { return testutil.FreePort(t) }
 
 // backend starts an HTTP server answering body and returns its address.
 func backend(t testing.TB, body string) string {
