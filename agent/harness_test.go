@@ -217,20 +217,10 @@ func (c *clbd) password() string {
 	return strings.TrimSpace(string(b))
 }
 
-// call sends a request signed with password to clbd and decodes the JSON answer.
+// call sends a request signed with password (key "default") and decodes the JSON answer.
 func (c *clbd) call(method, path, password string, body any) (int, map[string]any) {
 	c.t.Helper()
-	req := c.signed(method, path, password, body)
-	resp, err := apiClient.Do(req)
-	if err != nil {
-		c.t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	var out map[string]any
-	if err := json.NewDecoder(resp.Body).Decode(&out); err != nil {
-		c.t.Fatalf("%s %s: decode answer: %v", method, path, err)
-	}
-	return resp.StatusCode, out
+	return c.callAs("default", method, path, password, body)
 }
 
 // callAs is call with a key id other than "default".
