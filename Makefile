@@ -6,7 +6,7 @@ LDFLAGS  := -s -w -X clb/agent.Version=$(VERSION) -X clb/register.Version=$(VERS
 DEV_DIR  ?= $(CURDIR)/.clb-dev
 PKGS     := ./...
 
-.PHONY: help build test bench run deps clean vet
+.PHONY: help build test bench run deps clean vet deb check-packages check-cloud-init user-data
 
 help:
 	@echo "make deps   install haproxy (apt-get) and Go modules"
@@ -14,9 +14,12 @@ help:
 	@echo "make run    run clbd in managed mode with local state in $(DEV_DIR)"
 	@echo "make test   run every test (real haproxy, real sockets)"
 	@echo "make bench  run the benchmarks and print their figures"
+	@echo "make deb    build dist/clb-server_*.deb and dist/clb-client_*.deb (nfpm)"
+	@echo "make user-data CLB_DEB_URL=... CLB_SERVER=...  cloud-init user-data in build/cloud-init/"
 
-# Debian packages the tests and the quick start need: haproxy (2.6 on Debian 12), pgrep, openssl.
-DEB_PKGS := haproxy procps openssl
+# Debian packages the tests and the quick start need: haproxy (2.6 on Debian 12), pgrep, openssl;
+# the package and cloud-init checks: lintian, systemd-analyze (systemd), man, curl, cloud-init.
+DEB_PKGS := haproxy procps openssl lintian systemd man-db curl cloud-init
 
 deps:
 	@missing=""; for p in $(DEB_PKGS); do dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "ok installed" || missing="$$missing $$p"; done; \
@@ -35,9 +38,29 @@ run: build
 	mkdir -p $(DEV_DIR)
 	$(BIN)/clbd --managed --state-dir $(DEV_DIR) --listen 127.0.0.1:8090
 
-test:
+test: check-cloud-init check-packages
 	$(GO) vet $(PKGS)
 	$(GO) test -race -count=1 -timeout 15m $(PKGS)
+
+# Packages: nfpm at a fixed version through `go run` (not in go.mod); DEB_VERSION guarded there.
+deb:
+	GO=$(GO) packaging/build-deb.sh
+
+# lintian, systemd-analyze verify, dpkg -i, clbd check, a short run, dpkg -P (root; CI machine).
+check-packages: deb
+	packaging/check.sh
+
+# Every cloud-config passes `cloud-init schema`, raw and with the variables filled in, and the
+# multipart user-data builds.
+check-cloud-init:
+	@for f in cloud-init/*.yaml; do cloud-init schema -c $$f || exit 1; done
+	CLB_DEB_URL=http://deb.invalid/clb CLB_SERVER=lb.invalid CLB_PASSWORD=check-cloud-init \
+	  scripts/cloud-init-userdata -o build/cloud-init-check cloud-init/member-app.sh:x-shellscript
+	@test "$$(grep -c '^Content-Type: text/x-shellscript' build/cloud-init-check/member.mime)" = 1
+	@rm -rf build/cloud-init-check
+
+user-data:
+	scripts/cloud-init-userdata -o build/cloud-init $(USER_DATA_PARTS)
 
 bench:
 	mkdir -p $(BIN)
@@ -45,4 +68,4 @@ bench:
 	@echo; echo "Figures:"; grep "^FIGURE:" $(BIN)/bench.txt | sed "s/^FIGURE: /  /"
 
 clean:
-	rm -rf $(BIN) $(DEV_DIR)
+	rm -rf $(BIN) $(DEV_DIR) build dist
