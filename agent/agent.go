@@ -25,9 +25,9 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"clb/internal/atomicfile"
+	"clb/internal/etcdstore"
 	"clb/internal/haproxy"
 	"clb/internal/sdnotify"
-	"clb/internal/store"
 )
 
 // Files clbd keeps in its state dir.
@@ -58,10 +58,12 @@ type Options struct {
 
 // Agent is a running clbd.
 type Agent struct {
-	opts    Options
-	log     *slog.Logger
-	cfg     atomic.Pointer[Config]
-	store   *store.Store
+	opts  Options
+	log   *slog.Logger
+	cfg   atomic.Pointer[Config]
+	store memberStore
+	// shared is the etcd store when the membership is shared with other nodes, else nil.
+	shared  *etcdstore.Store
 	sec     security
 	rec     *reconciler
 	managed *haproxy.Managed
@@ -138,13 +140,11 @@ func (a *Agent) Run(ctx context.Context) error {
 	if err := os.MkdirAll(cfg.StateDir, 0o750); err != nil {
 		return fmt.Errorf("create state dir: %w", err)
 	}
-	st, err := store.Open(cfg.StateDir)
-	if err != nil {
+	if err := a.openStore(ctx, cfg); err != nil {
 		return err
 	}
-	a.store = st
-	if a.defs, err = openDefs(cfg.StateDir); err != nil {
-		return err
+	if a.shared != nil {
+		defer a.shared.Close()
 	}
 	if err := a.setServices(cfg.Services); err != nil {
 		return fmt.Errorf("services defined through the API: %w", err)
@@ -164,7 +164,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	}
 
 	a.rec = &reconciler{
-		log: a.log, store: st, config: a.config, tmplDir: cfg.Templates, output: cfg.Output,
+		log: a.log, store: a.store, config: a.config, tmplDir: cfg.Templates, output: cfg.Output,
 		lastGood: filepath.Join(cfg.StateDir, lastGoodName), bin: cfg.Haproxy,
 		quiet: cfg.ApplyQuiet, maxWait: cfg.ApplyMaxWait, kick: make(chan struct{}, 1),
 		drainFor: a.drainTimeout,
@@ -241,6 +241,10 @@ func (a *Agent) Run(ctx context.Context) error {
 	}
 	g.Go(func() error { return a.rec.Run(ctx) })
 	g.Go(func() error { return a.expireLeases(ctx) })
+	if a.shared != nil {
+		g.Go(func() error { return a.shared.Run(ctx) })
+		g.Go(func() error { return a.followStore(ctx) })
+	}
 	g.Go(func() error { return a.watch(ctx) })
 	g.Go(func() error {
 		if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
@@ -308,8 +312,10 @@ type Status struct {
 	RuntimeFallbacks uint64 `json:"runtime_fallbacks"`
 	LastRuntimeError string `json:"last_runtime_error,omitempty"`
 	RuntimeAPI       string `json:"runtime_socket,omitempty"`
-	Version          string `json:"clbd_version"`
-	Uptime           string `json:"uptime"`
+	// Store is where the membership lives and whether it answers (etcd: shared by a fleet).
+	Store   etcdstore.Status `json:"store"`
+	Version string           `json:"clbd_version"`
+	Uptime  string           `json:"uptime"`
 }
 
 func (a *Agent) status() Status {
@@ -326,5 +332,6 @@ func (a *Agent) status() Status {
 	s.ReloadOnly, s.Draining = a.rec.runtimeStatus()
 	s.RuntimeFallbacks, s.LastRuntimeError = a.rec.fallbackStatus()
 	s.RuntimeAPI = a.rec.admin
+	s.Store = a.storeStatus()
 	return s
 }

@@ -270,7 +270,7 @@ func (h *api) register(r *http.Request, body []byte, name string) (int, any, err
 	}
 	changed, err := h.saveMember(service, m, req.TTL)
 	if err != nil {
-		return 0, nil, fmt.Errorf("save registration: %w", err)
+		return 0, nil, storeError("save registration", err)
 	}
 	if changed {
 		h.log.Info("member registered", "service", service, "member", m.Name, "addr", m.Address, "port", m.Port)
@@ -332,7 +332,7 @@ func (h *api) unregister(r *http.Request, service, name string) (int, any, error
 		return 0, nil, errorf(http.StatusNotFound, "not_found", "member %q is not registered in service %s", name, service)
 	}
 	if err != nil {
-		return 0, nil, fmt.Errorf("save unregistration: %w", err)
+		return 0, nil, storeError("save unregistration", err)
 	}
 	h.log.Info("member unregistered", "service", service, "member", name)
 	h.a.metrics.registration(service, "unregister")

@@ -3,7 +3,6 @@ package agent
 import (
 	"bytes"
 	"errors"
-	"fmt"
 	"io"
 	"net/http"
 	"slices"
@@ -119,7 +118,7 @@ func (h *api) changeDefs(fn func(f *defsFile) error) error {
 		if errors.As(err, &ae) {
 			return err
 		}
-		return fmt.Errorf("save definitions: %w", err)
+		return storeError("save definitions", err)
 	}
 	if err := h.a.setServices(nil); err != nil {
 		if rerr := h.a.defs.update(func(f *defsFile) error { *f = before; return nil }); rerr != nil {

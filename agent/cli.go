@@ -16,7 +16,6 @@ import (
 
 	"clb/internal/haproxy"
 	"clb/internal/render"
-	"clb/internal/store"
 )
 
 // Main runs the clbd command line and returns the process exit code.
@@ -70,6 +69,7 @@ func App(stdout, stderr io.Writer) *cli.App {
 			{Name: "check", Usage: "render and run haproxy -c; exit 0 only if haproxy accepts it", Flags: flags(),
 				Action: func(c *cli.Context) error { return renderCmd(c, stdout, true) }},
 			keysCommand(stdout, stderr),
+			storeCommand(stdout, stderr),
 			{Name: "version", Usage: "print the version", Action: func(c *cli.Context) error {
 				fmt.Fprintf(stdout, "clbd %s\n", Version)
 				return nil
@@ -202,7 +202,9 @@ func renderCmd(c *cli.Context, stdout io.Writer, check bool) error {
 	if err := cfg.Validate(); err != nil {
 		return cli.Exit("config: "+err.Error(), 78)
 	}
-	st, err := store.Open(cfg.StateDir)
+	snapCtx, cancelSnap := context.WithTimeout(context.Background(), 2*cfg.Store.DialTimeout+time.Second)
+	snap, err := readSnapshot(snapCtx, cfg)
+	cancelSnap()
 	if err != nil {
 		return cli.Exit(err.Error(), 1)
 	}
@@ -217,7 +219,7 @@ func renderCmd(c *cli.Context, stdout io.Writer, check bool) error {
 	if env.AdminSocket != "" {
 		env.ServerStateFile = filepath.Join(cfg.StateDir, serverStateName)
 	}
-	out, err := render.Render(tmpl, cfg.renderData(st.Snapshot(), env))
+	out, err := render.Render(tmpl, cfg.renderData(snap, env))
 	if err != nil {
 		return cli.Exit(err.Error(), 1)
 	}

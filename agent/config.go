@@ -70,6 +70,9 @@ type Config struct {
 	// MaxMembers bounds the members of one service.
 	MaxMembers int `yaml:"max_members"`
 
+	// Store is where the membership lives: the state dir (default) or etcd (storecfg.go).
+	Store StoreConfig `yaml:"store"`
+
 	Services map[string]Service `yaml:"services"`
 
 	// DisabledZones by service: zones taken out of rotation through the API (kept in the state
@@ -160,6 +163,7 @@ func (c *Config) Validate() error {
 	}
 	errs = append(errs, c.validateSecurity()...)
 	errs = append(errs, c.validateLeases()...)
+	errs = append(errs, c.Store.validate()...)
 	if c.ApplyQuiet < 0 || c.ApplyMaxWait < c.ApplyQuiet {
 		errs = append(errs, fmt.Errorf("apply_quiet %s / apply_max_wait %s: want 0 <= quiet <= max wait", c.ApplyQuiet, c.ApplyMaxWait))
 	}

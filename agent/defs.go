@@ -26,6 +26,13 @@ type defs struct {
 
 	mu   sync.Mutex
 	file defsFile
+	// remote, when set, holds the definitions instead of path (etcd; see storage.go);
+	// remoteRaw is the document file was read from.
+	remote interface {
+		Definitions() []byte
+		UpdateDefinitions(fn func(old []byte) ([]byte, error)) error
+	}
+	remoteRaw []byte
 }
 
 type defsFile struct {
@@ -64,6 +71,9 @@ func (d *defs) snapshot() defsFile {
 
 // update changes the definitions with fn and saves them; nothing changes if fn or the save fails.
 func (d *defs) update(fn func(f *defsFile) error) error {
+	if d.remote != nil {
+		return d.updateRemote(fn)
+	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	next := defsFile{Services: maps.Clone(d.file.Services), DisabledZones: maps.Clone(d.file.DisabledZones)}

@@ -84,7 +84,7 @@ var (
 )
 
 func (c *stateCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{membersDesc, healthDesc, pendingDesc, drainingDesc, forcedDesc, lastOKDesc, authDesc} {
+	for _, d := range []*prometheus.Desc{membersDesc, healthDesc, pendingDesc, drainingDesc, forcedDesc, lastOKDesc, authDesc, storeAvailableDesc, storeRevisionDesc} {
 		ch <- d
 	}
 }
@@ -115,6 +115,7 @@ func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(drainingDesc, prometheus.GaugeValue, float64(draining))
 	ch <- prometheus.MustNewConstMetric(forcedDesc, prometheus.GaugeValue, float64(len(forced)))
 	ch <- prometheus.MustNewConstMetric(lastOKDesc, prometheus.GaugeValue, ok)
+	a.collectStore(ch)
 	ch <- prometheus.MustNewConstMetric(authDesc, prometheus.CounterValue, float64(a.AuthFailures()), "unauthenticated")
 	ch <- prometheus.MustNewConstMetric(authDesc, prometheus.CounterValue, float64(a.AuthRateLimited()), "rate_limited")
 }

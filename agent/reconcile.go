@@ -15,7 +15,6 @@ import (
 	"clb/internal/atomicfile"
 	"clb/internal/haproxy"
 	"clb/internal/render"
-	"clb/internal/store"
 )
 
 // Reloader makes haproxy load the config file that was just installed.
@@ -64,7 +63,7 @@ type waiter struct {
 // reloads haproxy. Everything else asks it to apply through trigger and waits for the answer.
 type reconciler struct {
 	log      *slog.Logger
-	store    *store.Store
+	store    memberStore
 	config   func() *Config
 	tmplDir  string
 	output   string
@@ -335,6 +334,11 @@ func (r *reconciler) render() ([]byte, uint64, error) {
 	tmpl, source, err := render.Load(r.tmplDir)
 	if err != nil {
 		return nil, 0, fmt.Errorf("template %s: %w", source, err)
+	}
+	if err := r.store.Ready(); err != nil {
+		// Not read yet (etcd unreachable since start): an empty membership would drain
+		// every member. haproxy keeps what it runs.
+		return nil, 0, err
 	}
 	snap := r.store.Snapshot()
 	out, err := render.Render(tmpl, r.config().renderData(snap, render.Data{TemplateSource: source, AdminSocket: r.admin, ServerStateFile: r.stateFile}))
