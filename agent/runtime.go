@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 	"time"
 
@@ -136,6 +137,12 @@ func retryDrain(rt runtimeClient, d *drain, now time.Time) (bool, error) {
 
 // dumpServerState writes `show servers state` to path, so the next worker starts with the
 // current health, drain states and weights (load-server-state-from-file).
+//
+// Servers in forced maintenance are left out: clbd puts a server there only to drain it before
+// `del server`, and a member registered again while it drains would otherwise start in
+// maintenance in the next worker and serve nothing. Every line ends with a newline: haproxy
+// ignores the whole file ("corrupted global server state file") when the last one does not,
+// and client-native trims it.
 func dumpServerState(rt runtimeClient, write func([]byte) error) error {
 	out, err := rt.ExecuteRaw("show servers state")
 	if err != nil {
@@ -144,11 +151,23 @@ func dumpServerState(rt runtimeClient, write func([]byte) error) error {
 	if len(out) == 0 {
 		return errors.New("show servers state: no answer")
 	}
-	// client-native trims the answer's final newline, and haproxy ignores the whole file
-	// ("corrupted global server state file") when its last line does not end with one.
-	data := strings.Join(out, "")
-	if !strings.HasSuffix(data, "\n") {
-		data += "\n"
+	var b strings.Builder
+	for _, line := range strings.Split(strings.Join(out, ""), "\n") {
+		f := strings.Fields(line)
+		if len(f) == 0 {
+			continue
+		}
+		// Fields of format 1: be_id be_name srv_id srv_name srv_addr srv_op_state srv_admin_state ...
+		if len(f) > 6 && !strings.HasPrefix(f[0], "#") {
+			if admin, err := strconv.Atoi(f[6]); err == nil && admin&srvAdminForcedMaint != 0 {
+				continue
+			}
+		}
+		b.WriteString(line)
+		b.WriteByte('\n')
 	}
-	return write([]byte(data))
+	return write([]byte(b.String()))
 }
+
+// srvAdminForcedMaint is haproxy's SRV_ADMF_FMAINT: maintenance set through the runtime API.
+const srvAdminForcedMaint = 0x01
