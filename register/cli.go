@@ -85,6 +85,8 @@ func newApp(name string, unregister bool, o appOptions) *cli.App {
 			name + " [--server URL] [--password-file F] [--service S] [flags]",
 		Description: "Asks clbd to " + verb + " a member and waits until haproxy applies the change.\n" +
 			"CLB_SERVER is HOST, HOST:PORT or an http(s) URL; the default port is " + strconv.Itoa(DefaultPort) + ".\n" +
+			"Several load balancers sharing one membership: repeat --server or give a comma list (or a\n" +
+			"name with several addresses); the first that applies the change ends the call.\n" +
 			"The password comes from, in order: the PASSWORD argument (visible in the process list),\n" +
 			"--password-file, $CLB_PASSWORD, or the client config (" + DefaultClientConfig + ", lines\n" +
 			"'key = value' with keys password, server, service, key_id, ca, pin). The server and service may\n" +
@@ -110,7 +112,7 @@ func flags(unregister bool, clientConfig string) []cli.Flag {
 		ignored = " (accepted and ignored by unregister)"
 	}
 	return []cli.Flag{
-		&cli.StringFlag{Name: "server", Usage: "clbd API as `HOST[:PORT]` or URL; also $CLB_SERVER"},
+		&cli.StringSliceFlag{Name: "server", Usage: "clbd API as `HOST[:PORT]` or URL; repeat it or give a comma list for load balancers sharing one membership (the first that applies the change wins); also $CLB_SERVER"},
 		&cli.StringFlag{Name: "password-file", Usage: "read the password from `FILE`"},
 		&cli.StringFlag{Name: "service", Usage: "service `NAME`; also $CLB_SERVICE"},
 		&cli.StringFlag{Name: "address", DefaultText: "the source address clbd sees", Usage: "member `ADDRESS`"},
@@ -223,7 +225,7 @@ func resolve(c *cli.Context, o appOptions) (invocation, error) {
 		return inv, usageErrorf("want PASSWORD CLB_SERVER SERVICE, CLB_SERVER SERVICE or no arguments, got %d argument(s)", len(args))
 	}
 	var err error
-	if inv.server, err = pick("server", c.String("server"), argServer); err != nil {
+	if inv.server, err = pick("server", strings.Join(c.StringSlice("server"), ","), argServer); err != nil {
 		return inv, err
 	}
 	if inv.service, err = pick("service", c.String("service"), argService); err != nil {
@@ -297,14 +299,7 @@ func resolve(c *cli.Context, o appOptions) (invocation, error) {
 	if err := auth.ValidateKeyID(inv.keyID); err != nil {
 		return inv, usageErrorf("--key-id: %v", err)
 	}
-	if (inv.tls.CAFile != "" || inv.tls.Pin != "") && !strings.Contains(inv.server, "://") {
-		inv.server = "https://" + inv.server
-	}
-	u, err := ParseServer(inv.server)
-	if err != nil {
-		return inv, usageErrorf("%v", err)
-	}
-	if err := CheckTransport(u, c.Bool("insecure")); err != nil {
+	if inv.server, err = checkServers(inv.server, inv.tls.CAFile != "" || inv.tls.Pin != "", c.Bool("insecure")); err != nil {
 		return inv, usageErrorf("%v", err)
 	}
 	if inv.tls.Pin != "" {

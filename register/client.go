@@ -39,7 +39,8 @@ const maxResponseBytes = 1 << 20
 // Client registers and unregisters members with one clbd. The zero value is not usable: set
 // at least Server and Key. A Client is safe for concurrent use once set up.
 type Client struct {
-	// Server is CLB_SERVER: a host, host:port or URL, as accepted by ParseServer.
+	// Server is CLB_SERVER: a host, host:port or URL, as accepted by ParseServer, or several
+	// of them comma-separated (load balancers sharing one membership; see multi.go).
 	Server string
 	// KeyID names the key; empty means auth.DefaultKeyID ("default", the shared password).
 	KeyID string
@@ -183,12 +184,11 @@ type outcome struct {
 
 // call sends the request until it is applied, refused, or the timeout is spent.
 func (c *Client) call(ctx context.Context, unregister bool, method, path string, body []byte, service string, req Request) (Result, error) {
-	base, err := ParseServer(c.Server)
+	targets, err := c.targets(ctx, path)
 	if err != nil {
 		return Result{}, &Error{Kind: KindUsage, Message: err.Error(), Err: err}
 	}
-	u := *base
-	u.Path = base.Path + path
+	u := *targets[0].url
 	keyID := c.KeyID
 	if keyID == "" {
 		keyID = auth.DefaultKeyID
@@ -217,7 +217,13 @@ func (c *Client) call(ctx context.Context, unregister bool, method, path string,
 	)
 	for {
 		attempts++
-		o := c.attempt(ctx, method, &u, keyID, body)
+		r := c.attemptAll(ctx, targets, method, keyID, body)
+		o := r.o
+		u.Host = r.host
+		if r.accepted != nil {
+			accepted, res = r.accepted.err, r.accepted.res
+		}
+		maybeRemoved = maybeRemoved || r.maybe
 		if o.err == nil {
 			o.res.Attempts = attempts
 			if o.res.Service == "" {
@@ -288,8 +294,8 @@ func (c *Client) call(ctx context.Context, unregister bool, method, path string,
 	return res, last
 }
 
-// attempt sends one signed request and classifies the answer.
-func (c *Client) attempt(ctx context.Context, method string, u *url.URL, keyID string, body []byte) (o outcome) {
+// attemptWith sends one signed request with hc and classifies the answer.
+func (c *Client) attemptWith(ctx context.Context, hc *http.Client, method string, u *url.URL, keyID string, body []byte) (o outcome) {
 	var rd io.Reader = http.NoBody
 	if body != nil {
 		rd = bytes.NewReader(body)
@@ -305,10 +311,6 @@ func (c *Client) attempt(ctx context.Context, method string, u *url.URL, keyID s
 	}
 	if err := auth.Sign(req, keyID, c.Key, body, time.Now()); err != nil {
 		return outcome{err: &Error{Kind: KindUsage, Message: err.Error(), Err: err}}
-	}
-	hc := c.HTTPClient
-	if hc == nil {
-		hc = http.DefaultClient
 	}
 	resp, err := hc.Do(req)
 	if err != nil {
