@@ -211,6 +211,10 @@ func TestEtcdFleet(t *testing.T) {
 		t.Errorf("A's haproxy with its clbd killed: %v; want b1 (and b3) served", got)
 	}
 	f.convergeOn([]*lbNode{B, C}, "lease of b3 expired with A dead", "b1")
+	// clb_register with two servers, the first dead: the second applies it.
+	mustRun(t, "clb_register", "--server", "http://"+A.c.api+",http://"+B.c.api, "--password-file", f.pw, "--service", "web",
+		"--name", "b2", "--address", "127.0.0.2", "--port", itoa(f.ports["b2"]))
+	f.convergeOn([]*lbNode{B, C}, "b2 registered via A,B with A dead", "b1", "b2")
 	for name, stop := range map[string]func() (int64, int64){"B": stopB, "C": stopC} {
 		if total, failed := stop(); failed != 0 || total == 0 {
 			t.Errorf("node %s while A was killed: %d of %d requests failed", name, failed, total)
@@ -219,12 +223,14 @@ func TestEtcdFleet(t *testing.T) {
 	// A restarts and resumes from etcd (its haproxy had kept serving, b3 included, since no
 	// clbd was there to remove it).
 	A.c.start()
-	waitFor(t, 15*time.Second, "restarted A to catch up with etcd", func() bool { return served(t, A.front, "b1") })
+	waitFor(t, 15*time.Second, "restarted A to catch up with etcd", func() bool { return served(t, A.front, "b1", "b2") })
 
 	// One etcd member of three stopped: nothing changes.
 	c.Members[0].Stop()
-	f.register(C, "b2")
-	f.converge("registered via C with an etcd member down", "b1", "b2")
+	f.unregister(C, "b2")
+	f.converge("unregistered via C with an etcd member down", "b1")
+	f.register(B, "b2")
+	f.converge("registered via B with an etcd member down", "b1", "b2")
 
 	// etcd entirely stopped: every haproxy keeps serving, registrations get 503.
 	var stops []func() (int64, int64)
