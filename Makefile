@@ -18,8 +18,9 @@ help:
 	@echo "make user-data CLB_DEB_URL=... CLB_SERVER=...  cloud-init user-data in build/cloud-init/"
 
 # Debian packages the tests and the quick start need: haproxy (2.6 on Debian 12), pgrep, openssl;
-# the package and cloud-init checks: lintian, systemd-analyze (systemd), man, curl, cloud-init.
-DEB_PKGS := haproxy procps openssl lintian systemd man-db curl cloud-init
+# the package and cloud-init checks: lintian, systemd-analyze (systemd), man, curl, cloud-init;
+# the etcd store's tests: etcd-server (they start their own etcd on 127.0.0.1; no service needed).
+DEB_PKGS := haproxy procps openssl lintian systemd man-db curl cloud-init etcd-server
 
 deps:
 	@missing=""; for p in $(DEB_PKGS); do dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "ok installed" || missing="$$missing $$p"; done; \
