@@ -63,10 +63,11 @@ check-cloud-init:
 user-data:
 	scripts/cloud-init-userdata -o build/cloud-init $(USER_DATA_PARTS)
 
+# The benchmarks of package agent (real clbd, haproxy and backends; about 5 minutes on 2 cores),
+# printed as a table (also in $(BIN)/bench.md). BENCH=regexp selects some, SAMPLES sets the
+# latency samples. Figures and how to read them: docs/benchmarks.md.
 bench:
-	mkdir -p $(BIN)
-	$(GO) test -run '^$$' -bench . -benchtime 1x -count 1 ./... | tee $(BIN)/bench.txt
-	@echo; echo "Figures:"; grep "^FIGURE:" $(BIN)/bench.txt | sed "s/^FIGURE: /  /"
+	GO=$(GO) BENCH='$(or $(BENCH),.)' SAMPLES=$(or $(SAMPLES),100) scripts/bench $(BIN)/bench.txt
 
 clean:
 	rm -rf $(BIN) $(DEV_DIR) build dist
