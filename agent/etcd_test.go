@@ -2,10 +2,12 @@ package agent_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -178,6 +180,11 @@ func TestEtcdFleet(t *testing.T) {
 		}
 	}
 
+	// keepalived's health check passes on a node whose clbd and haproxy answer.
+	if code, out := checkClb(t, A); code != 0 {
+		t.Errorf("check_clb.sh on node A: exit %d: %s", code, out)
+	}
+
 	// A service defined through A's admin API is in etcd: B serves its listener too.
 	apiPort := freePort(t)
 	code, out := A.c.callAs("admin", "PUT", "/v1/services/api", adminSecret, map[string]any{
@@ -206,6 +213,9 @@ func TestEtcdFleet(t *testing.T) {
 	f.register(A, "b3", "--ttl", "2s")
 	f.converge("lease b3 registered via A", "b1", "b3")
 	A.c.stop(syscall.SIGKILL)
+	if code, out := checkClb(t, A); code != 1 || !strings.Contains(out, "clbd does not answer") {
+		t.Errorf("check_clb.sh on node A with clbd killed: exit %d: %s; want 1 (keepalived moves the address)", code, out)
+	}
 	stopB, stopC := load(B.front), load(C.front)
 	if got := spread(t, A.front, 10); got["b1"] == 0 || got["ERR"] > 0 {
 		t.Errorf("A's haproxy with its clbd killed: %v; want b1 (and b3) served", got)
@@ -260,8 +270,8 @@ func TestEtcdFleet(t *testing.T) {
 		t.Errorf("clb_register during the outage: exit %d, %q; want 69 and store_unavailable", rc, rout)
 	}
 	for _, nd := range f.nodes {
-		if !served(t, nd.front, "b1", "b2") {
-			t.Errorf("node %s does not serve b1 and b2 during the etcd outage", nd.name)
+		if got := spread(t, nd.front, 10); len(got) != 2 || got["b1"] == 0 || got["b2"] == 0 {
+			t.Errorf("node %s during the etcd outage: %v, want b1 and b2 served", nd.name, got)
 		}
 	}
 
@@ -383,5 +393,48 @@ func TestStoreMigrate(t *testing.T) {
 	}
 	if code, out := run(t, "clbd", "store", "migrate", "--config", cfgPath, "--from", t.TempDir()); code == 0 {
 		t.Errorf("migrate from an empty dir: exit 0: %s", out)
+	}
+}
+
+// checkClb runs the keepalived health check shipped in cloud-init/keepalived against a node.
+func checkClb(t testing.TB, nd *lbNode) (int, string) {
+	t.Helper()
+	if _, err := exec.LookPath("curl"); err != nil {
+		if os.Getenv("CI") != "" {
+			t.Fatal("curl is not installed; make deps installs it")
+		}
+		t.Skip("curl is not installed")
+	}
+	cmd := exec.Command("../cloud-init/keepalived/check_clb.sh", "http://"+nd.c.api, nd.front, "2")
+	out, err := cmd.CombinedOutput()
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
+		return ee.ExitCode(), string(out)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	return 0, string(out)
+}
+
+// TestKeepalivedExample: the check script embedded in lb-ha.yaml is check_clb.sh, byte for
+// byte (indented as YAML block content), so the tested script is the shipped one.
+func TestKeepalivedExample(t *testing.T) {
+	script := string(readFile(t, "../cloud-init/keepalived/check_clb.sh"))
+	yaml := string(readFile(t, "../cloud-init/keepalived/lb-ha.yaml"))
+	var b strings.Builder
+	for _, l := range strings.Split(strings.TrimRight(script, "\n"), "\n") {
+		if l != "" {
+			b.WriteString("      " + l)
+		}
+		b.WriteString("\n")
+	}
+	if !strings.Contains(yaml, "    content: |\n"+b.String()) {
+		t.Error("cloud-init/keepalived/lb-ha.yaml does not embed check_clb.sh as it is: copy it again")
+	}
+	for _, want := range []string{"weight -60", "track_script", "type: etcd", "append: true", "merge_how"} {
+		if !strings.Contains(yaml, want) {
+			t.Errorf("lb-ha.yaml lacks %q", want)
+		}
 	}
 }
