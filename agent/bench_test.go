@@ -887,6 +887,53 @@ func (e *loadEnv) run(b *testing.B, keepAlive bool, change, prefix string) {
 	}
 }
 
+// BenchmarkDrainUnderLoad times one unregistration (drain included) of a member that serves
+// a keep-alive load, for a member added at runtime and for one that is in the config file
+// (it was registered before a reload), with the built-in template and with one whose
+// default-server adds `pool-purge-delay 500ms`. haproxy keeps idle server-side connections to
+// config-file servers (none to dynamic ones) and closes half of them every pool-purge-delay
+// (5 s by default); `del server` refuses while any is left.
+func BenchmarkDrainUnderLoad(b *testing.B) {
+	const purge = "pool-purge-delay 500ms "
+	for _, variant := range []struct{ name, template string }{
+		{"built-in template", ""},
+		{"default-server with " + strings.TrimSpace(purge), strings.Replace(templates.Default, "default-server init-addr last,libc,none ", "default-server init-addr last,libc,none "+purge, 1)},
+	} {
+		b.Run(strings.Fields(variant.name)[0], func(b *testing.B) {
+			if variant.template == templates.Default {
+				b.Skip("the built-in template's default-server line changed")
+			}
+			front, sticky, memberPort := freePort(b), freePort(b), freePort(b)
+			l := startLBWith(b, "services:\n"+service("web", front, memberPort, "")+service("sticky", sticky, memberPort, "    sticky: true\n"), variant.template)
+			backend(b, "stable", "127.0.0.31:"+itoa(memberPort))
+			backend(b, "m", "127.0.0.71:"+itoa(memberPort))
+			l.must("PUT", "/v1/services/web/members/stable", map[string]any{"address": "127.0.0.31"}, http.StatusOK)
+			for range b.N {
+				for _, static := range []bool{false, true} {
+					l.must("PUT", "/v1/services/web/members/m", map[string]any{"address": "127.0.0.71"}, http.StatusOK)
+					kind := "added at runtime (dynamic server)"
+					if static {
+						kind = "in the config file (registered before a reload)"
+						l.must("PUT", "/v1/services/sticky/members/x", map[string]any{"address": "127.0.0.72"}, http.StatusOK)
+					}
+					stop := startLoad(context.Background(), loadOpts{addr: fmt.Sprintf("127.0.0.1:%d", front), workers: loadWorkers, keepAlive: true,
+						max: 1_000_000, limit: time.Minute, srcNet: 31})
+					time.Sleep(time.Second)
+					t0 := time.Now()
+					l.must("DELETE", "/v1/services/web/members/m", nil, http.StatusOK)
+					took := time.Since(t0)
+					s := stop()
+					if static {
+						l.must("DELETE", "/v1/services/sticky/members/x", nil, http.StatusOK)
+					}
+					figure(b, "unregister under keep-alive load ("+itoa(loadWorkers)+" workers), "+variant.name,
+						"member "+kind+": DELETE → answered (drained and removed); failed requests", fmt.Sprintf("%s; %d of %d", ms(took), s.failed()+s.non2xx(), s.Requests), "", false)
+				}
+			}
+		})
+	}
+}
+
 // BenchmarkRegisterToFirstResponse measures, in each mode, the time from starting the
 // clb_register process (which signs, calls and waits for the apply) to the first proxied 200
 // from that member, over -samples/10 runs: it includes the process start-up that
