@@ -77,7 +77,7 @@ func migrate(ctx context.Context, cfg *Config, from string, stdout io.Writer, lo
 	done := make(chan struct{})
 	go func() { es.Run(ctx); close(done) }()
 	defer func() { cancel(); <-done }()
-	if _, err := es.Sync(ctx); err != nil {
+	if err := waitReady(ctx, es, 2*cfg.Store.DialTimeout); err != nil {
 		return cli.Exit(fmt.Sprintf("store migrate: %v", err), 69)
 	}
 
@@ -141,6 +141,18 @@ func migrate(ctx context.Context, cfg *Config, from string, stdout io.Writer, lo
 	}
 	fmt.Fprintf(stdout, "migrated %s into etcd %v under %s\n", from, cfg.Store.Endpoints, cfg.Store.Prefix)
 	return nil
+}
+
+// waitReady waits (bounded) for Run's first read of etcd.
+func waitReady(ctx context.Context, es interface{ Ready() error }, limit time.Duration) error {
+	deadline := time.Now().Add(limit)
+	for {
+		err := es.Ready()
+		if err == nil || time.Now().After(deadline) || ctx.Err() != nil {
+			return err
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 }
 
 // readSnapshot reads the membership of the configured store, for clbd render and check.

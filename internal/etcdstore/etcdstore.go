@@ -281,6 +281,7 @@ func (s *Store) probe(ctx context.Context) {
 }
 
 // Sync reads the whole prefix and replaces the copy with it; it returns the revision read.
+// Call it before Run, not while Run runs (Run does its own reads).
 func (s *Store) Sync(ctx context.Context) (int64, error) {
 	ctx, cancel := context.WithTimeout(ctx, s.timeout)
 	defer cancel()
@@ -467,6 +468,27 @@ func (s *Store) waitSeen(rev int64) error {
 		case <-t.C:
 			s.requestResync()
 			return fmt.Errorf("%w: revision %d (this node is at %d)", store.ErrNotSeen, rev, cur)
+		}
+	}
+}
+
+// waitGone waits until the copy no longer holds a member that etcd no longer has.
+func (s *Store) waitGone(service, name string) error {
+	t := time.NewTimer(s.timeout)
+	defer t.Stop()
+	for {
+		s.mu.Lock()
+		_, ok := s.members[service][name]
+		ch := s.advanced
+		s.mu.Unlock()
+		if !ok {
+			return nil
+		}
+		select {
+		case <-ch:
+		case <-t.C:
+			s.requestResync()
+			return fmt.Errorf("%w: removal of member %s of service %s", store.ErrNotSeen, name, service)
 		}
 	}
 }
@@ -662,8 +684,9 @@ func (s *Store) Delete(service, name string) (model.Member, error) {
 		if len(resp.Kvs) == 0 {
 			cancel()
 			// The copy may still hold it if the deletion by another node is on its way: wait
-			// for the copy to reach this read, so that "not found" also means "not rendered".
-			if err := s.waitSeen(resp.Header.Revision); err != nil {
+			// until it is gone from the copy too, so that "not found" also means "not
+			// rendered" once the caller's apply is done.
+			if err := s.waitGone(service, name); err != nil {
 				return model.Member{}, err
 			}
 			return model.Member{}, fmt.Errorf("member %s of service %s: %w", name, service, store.ErrNotFound)
