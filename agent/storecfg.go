@@ -27,8 +27,9 @@ type StoreConfig struct {
 	Endpoints []string `yaml:"endpoints"`
 	// Prefix starts every key clbd writes, default /clb/: several fleets can share an etcd.
 	Prefix string `yaml:"prefix"`
-	// DialTimeout bounds connecting to etcd and each read or write (default 2s): a
-	// registration while etcd is unreachable fails within it.
+	// DialTimeout bounds connecting to etcd and the probe that tells whether it answers
+	// (default 2s); one read or write gets twice as long. A registration while etcd is known
+	// to be unreachable fails at once.
 	DialTimeout  time.Duration  `yaml:"dial_timeout"`
 	Username     string         `yaml:"username"`
 	Password     string         `yaml:"password"`

@@ -140,8 +140,10 @@ func (s *Store) memberKey(service, name string) string {
 
 func (s *Store) defsKey() string { return s.prefix + "definitions" }
 
+// opCtx bounds one read or write: twice the dial timeout, so that a burst that makes etcd
+// slow is not taken for an outage (the probe, with the dial timeout, decides that).
 func (s *Store) opCtx() (context.Context, context.CancelFunc) {
-	return context.WithTimeout(context.Background(), s.timeout)
+	return context.WithTimeout(context.Background(), 2*s.timeout)
 }
 
 // Status is the store's state for /v1/status and metrics.
@@ -210,7 +212,11 @@ func (s *Store) requestResync() {
 
 // unavailable records a failed operation and returns the error callers see.
 func (s *Store) unavailable(what string, err error) error {
-	s.setAvailable(false, err)
+	if !errors.Is(err, context.DeadlineExceeded) {
+		// A refused connection or a lost leader: fail the next calls fast. A timeout may only
+		// mean a slow etcd; the probe tells which.
+		s.setAvailable(false, err)
+	}
 	return fmt.Errorf("%w: %s: %v", store.ErrUnavailable, what, err)
 }
 
@@ -454,7 +460,7 @@ func (s *Store) applyEvents(events []*clientv3.Event, rev int64) {
 // waitSeen waits until the watch has brought the copy to rev, so that a caller's apply
 // includes its own write.
 func (s *Store) waitSeen(rev int64) error {
-	t := time.NewTimer(s.timeout)
+	t := time.NewTimer(2 * s.timeout)
 	defer t.Stop()
 	for {
 		s.mu.Lock()
@@ -474,7 +480,7 @@ func (s *Store) waitSeen(rev int64) error {
 
 // waitGone waits until the copy no longer holds a member that etcd no longer has.
 func (s *Store) waitGone(service, name string) error {
-	t := time.NewTimer(s.timeout)
+	t := time.NewTimer(2 * s.timeout)
 	defer t.Stop()
 	for {
 		s.mu.Lock()
