@@ -18,7 +18,6 @@ import (
 	"sync/atomic"
 	"time"
 
-
 	"clb/internal/auth"
 	"clb/internal/ratelimit"
 )
