@@ -206,7 +206,7 @@ func (a *Agent) Run(ctx context.Context) error {
 		a.rec.running = true
 	}
 	a.rec.loadInstalled()
-	if res := a.rec.apply(ctx); res.Err != nil {
+	if res := a.rec.apply(ctx, true); res.Err != nil {
 		if err := a.fallBackToLastGood(); err != nil {
 			return fmt.Errorf("first apply: %w; %w", res.Err, err)
 		}

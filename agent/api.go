@@ -326,7 +326,7 @@ func (h *api) unregister(r *http.Request, service, name string) (int, any, error
 		// Not registered. A retried unregister may be the caller's second try after a 503:
 		// answer 404 only once haproxy runs a config without the member, so that 404 always
 		// means "not registered, and not routed to".
-		if status, resp, err := h.await(r, service, model.Member{Name: name}); err != nil || status != http.StatusOK {
+		if status, resp, err := h.awaitFor(r, service, model.Member{Name: name}, h.a.rec.triggerFor(name)); err != nil || status != http.StatusOK {
 			return status, resp, err
 		}
 		return 0, nil, errorf(http.StatusNotFound, "not_found", "member %q is not registered in service %s", name, service)
@@ -336,12 +336,16 @@ func (h *api) unregister(r *http.Request, service, name string) (int, any, error
 	}
 	h.log.Info("member unregistered", "service", service, "member", name)
 	h.a.metrics.registration(service, "unregister")
-	return h.await(r, service, m)
+	return h.awaitFor(r, service, m, h.a.rec.triggerFor(name))
 }
 
 // await waits for the reconciler to apply the change (or answers 202 at once with ?wait=false).
 func (h *api) await(r *http.Request, service string, m model.Member) (int, any, error) {
-	done := h.a.rec.trigger()
+	return h.awaitFor(r, service, m, h.a.rec.trigger())
+}
+
+// awaitFor is await for a trigger the caller made.
+func (h *api) awaitFor(r *http.Request, service string, m model.Member, done <-chan result) (int, any, error) {
 	resp := memberResponse{Service: service, Member: m, StatusURL: "/v1/status"}
 	if r.URL.Query().Get("wait") == "false" {
 		return http.StatusAccepted, resp, nil

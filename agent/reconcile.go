@@ -39,6 +39,9 @@ type result struct {
 	drains []drain
 	// runtimeErr is the runtime failure a reload made up for.
 	runtimeErr error
+	// deferred: the change needs a reload, which apply was not allowed to do yet (Run waits
+	// for the quiet period first, so that a burst costs one reload).
+	deferred bool
 }
 
 // ApplyStatus is the last apply, as /v1/status shows it.
@@ -57,6 +60,9 @@ type ApplyStatus struct {
 type waiter struct {
 	ticket uint64
 	ch     chan result
+	// member, when set, is a member being unregistered: the answer waits until no server of
+	// that name is draining.
+	member string
 }
 
 // reconciler is the one writer: the only goroutine that renders, installs haproxy.cfg and
@@ -104,7 +110,7 @@ type reconciler struct {
 	health     map[string]map[string]string
 }
 
-// drainBatch holds the callers of one apply until the drains it started are over.
+// drainBatch holds a caller until the drains of the member it unregistered are over.
 type drainBatch struct {
 	pending map[string]bool
 	waiters []waiter
@@ -113,10 +119,15 @@ type drainBatch struct {
 
 // trigger asks for an apply that includes every change made before the call, and returns a
 // channel that receives its outcome.
-func (r *reconciler) trigger() <-chan result {
+func (r *reconciler) trigger() <-chan result { return r.triggerFor("") }
+
+// triggerFor is trigger for the unregistration of member: the outcome comes once the member's
+// servers are drained and deleted, whichever apply took them out (the change may have been
+// rendered by an apply that started before this call).
+func (r *reconciler) triggerFor(member string) <-chan result {
 	r.mu.Lock()
 	r.requested++
-	w := waiter{ticket: r.requested, ch: make(chan result, 1)}
+	w := waiter{ticket: r.requested, ch: make(chan result, 1), member: member}
 	r.waiters = append(r.waiters, w)
 	r.mu.Unlock()
 	select {
@@ -126,10 +137,12 @@ func (r *reconciler) trigger() <-chan result {
 	return w.ch
 }
 
-// Run applies whenever triggered, coalescing bursts: after the first request it waits for a
-// quiet period without requests, but never longer than maxWait. A failed apply is retried with
-// backoff (1 s doubling to 30 s), so that changes already stored reach haproxy once the cause
-// (a broken template, a failing reload command) is fixed, without another call.
+// Run applies whenever triggered. A change the runtime API can apply is applied at once (the
+// requests that arrive meanwhile are batched into the next apply). A change that needs a
+// reload waits for a quiet period without requests, but never longer than maxWait, so a burst
+// costs one reload. A failed apply is retried with backoff (1 s doubling to 30 s), so that
+// changes already stored reach haproxy once the cause (a broken template, a failing reload
+// command) is fixed, without another call.
 func (r *reconciler) Run(ctx context.Context) error {
 	var retry <-chan time.Time
 	var backoff time.Duration
@@ -157,11 +170,11 @@ func (r *reconciler) Run(ctx context.Context) error {
 		case <-r.kick:
 		case <-retry:
 		}
-		r.coalesce(ctx)
-		r.mu.Lock()
-		ticket := r.requested
-		r.mu.Unlock()
-		res := r.apply(ctx)
+		ticket, res := r.applyOnce(ctx, r.quiet <= 0)
+		if res.deferred {
+			r.coalesce(ctx)
+			ticket, res = r.applyOnce(ctx, true)
+		}
 		r.finish(ticket, res)
 		retry = nil
 		if res.Err != nil {
@@ -171,6 +184,14 @@ func (r *reconciler) Run(ctx context.Context) error {
 			backoff = 0
 		}
 	}
+}
+
+// applyOnce applies every change requested so far and returns the last ticket it covers.
+func (r *reconciler) applyOnce(ctx context.Context, reload bool) (uint64, result) {
+	r.mu.Lock()
+	ticket := r.requested
+	r.mu.Unlock()
+	return ticket, r.apply(ctx, reload)
 }
 
 func (r *reconciler) coalesce(ctx context.Context) {
@@ -208,22 +229,28 @@ func (r *reconciler) finish(ticket uint64, res result) {
 	}
 	r.waiters = rest
 	r.mu.Unlock()
-	if len(res.drains) == 0 || res.Err != nil {
-		for _, w := range covered {
-			w.ch <- res
-		}
-		return
-	}
-	b := &drainBatch{pending: map[string]bool{}, waiters: covered, res: result{Path: res.Path}}
 	for _, d := range res.drains {
 		if r.drains == nil {
 			r.drains = map[string]*drain{}
 		}
 		r.drains[d.key()] = &d
-		b.pending[d.key()] = true
 	}
-	r.batches = append(r.batches, b)
 	r.setDraining()
+	for _, w := range covered {
+		pending := map[string]bool{}
+		if w.member != "" && res.Err == nil {
+			for key, d := range r.drains {
+				if d.name == w.member {
+					pending[key] = true
+				}
+			}
+		}
+		if len(pending) == 0 {
+			w.ch <- res
+			continue
+		}
+		r.batches = append(r.batches, &drainBatch{pending: pending, waiters: []waiter{w}, res: result{Path: res.Path}})
+	}
 }
 
 // progressDrains retries `del server` for every draining server and answers the callers whose
@@ -347,12 +374,17 @@ func (r *reconciler) render() ([]byte, uint64, error) {
 
 // apply runs the pipeline once: render → skip if unchanged → haproxy -c on a temp file →
 // atomic install → reload → keep a last-known-good copy; on failure restore it.
-func (r *reconciler) apply(ctx context.Context) result {
+//
+// With reload false, a change that would need a reload is left alone and reported deferred.
+func (r *reconciler) apply(ctx context.Context, reload bool) result {
 	start := time.Now()
 	out, gen, err := r.render()
 	res := result{Err: err}
 	if err == nil {
-		res = r.install(ctx, out)
+		res = r.install(ctx, out, reload)
+	}
+	if res.deferred {
+		return res
 	}
 	st := ApplyStatus{Result: "ok", Path: res.Path, Time: start, DurationMS: float64(time.Since(start).Microseconds()) / 1000, Generation: gen}
 	r.mu.Lock()
@@ -380,7 +412,7 @@ func (r *reconciler) apply(ctx context.Context) result {
 	return res
 }
 
-func (r *reconciler) install(ctx context.Context, out []byte) result {
+func (r *reconciler) install(ctx context.Context, out []byte, reload bool) result {
 	r.mu.Lock()
 	same, running := bytes.Equal(out, r.installed), r.running
 	prev := r.installed
@@ -399,6 +431,9 @@ func (r *reconciler) install(ctx context.Context, out []byte) result {
 			return res
 		}
 		runtimeErr = res.Err
+	}
+	if !reload && runtimeErr == nil {
+		return result{deferred: true}
 	}
 	res := r.installReload(ctx, out, prev, running)
 	if runtimeErr != nil {
