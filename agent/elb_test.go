@@ -5,11 +5,13 @@ import (
 	"crypto/x509"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/cookiejar"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -276,5 +278,75 @@ func TestExternalModeRuntimeSocket(t *testing.T) {
 	wantServed(t, s.front, 10, "b2")
 	if got := s.reloads(); got != 0 {
 		t.Errorf("reloads = %v, want 0: the runtime socket applies membership changes", got)
+	}
+}
+
+// TestDrainFinishesInFlightRequests: an unregistered member finishes the request it is
+// serving, the unregister answers only after that, and other calls meanwhile do not wait for
+// the drain.
+func TestDrainFinishesInFlightRequests(t *testing.T) {
+	t.Parallel()
+	s := newScenario(t, true)
+	release := make(chan struct{})
+	entered := make(chan struct{}, 1)
+	slowPort := freePort(t)
+	ln, err := net.Listen("tcp", fmt.Sprintf("127.0.0.4:%d", slowPort))
+	if err != nil {
+		t.Fatal(err)
+	}
+	slow := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		entered <- struct{}{}
+		<-release
+		io.WriteString(w, "slow")
+	})}
+	go slow.Serve(ln)
+	t.Cleanup(func() { slow.Close() })
+	var once sync.Once
+	unblock := func() { once.Do(func() { close(release) }) }
+	t.Cleanup(unblock)
+
+	s.put("slow", map[string]any{"address": "127.0.0.4", "port": slowPort})
+	inflight := make(chan string, 1)
+	go func() {
+		client := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
+		resp, err := client.Get(s.front)
+		if err != nil {
+			inflight <- "ERR " + err.Error()
+			return
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		inflight <- fmt.Sprintf("%d %s", resp.StatusCode, b)
+	}()
+	select {
+	case <-entered:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the request never reached the slow member")
+	}
+	unregistered := make(chan int, 1)
+	go func() {
+		code, _ := s.c.call("DELETE", "/v1/services/web/members/slow", pw, nil)
+		unregistered <- code
+	}()
+	// Out of rotation at once: new requests go to b1 only, and registering b1 does not wait for
+	// slow's drain.
+	s.register("b1")
+	wantServed(t, s.front, 10, "b1")
+	select {
+	case code := <-unregistered:
+		t.Fatalf("unregister answered %d while its member still served a request", code)
+	default:
+	}
+	unblock()
+	if got := <-inflight; got != "200 slow" {
+		t.Errorf("in-flight request on the drained member = %q, want 200 slow", got)
+	}
+	select {
+	case code := <-unregistered:
+		if code != http.StatusOK {
+			t.Errorf("unregister = %d, want 200", code)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("unregister did not answer after its member's last request ended")
 	}
 }
