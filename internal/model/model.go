@@ -144,7 +144,9 @@ func ValidateWeight(w int) error {
 // IPv6 address written as ip6-<groups joined by '-'> because haproxy server names and URL
 // paths do not take brackets.
 func DefaultName(address string, port int) string {
-	if a, err := netip.ParseAddr(address); err == nil && a.Is6() && !a.Is4In6() {
+	if a, err := netip.ParseAddr(address); err == nil && a.Is4In6() {
+		address = a.Unmap().String()
+	} else if err == nil && a.Is6() {
 		address = "ip6-" + strings.ReplaceAll(a.String(), ":", "-")
 	}
 	return address + ":" + strconv.Itoa(port)
