@@ -415,6 +415,11 @@ func (s *scenario) concurrent() {
 		code, _ := s.c.call("GET", "/v1/services/bulk", "correct horse battery staple", nil)
 		return code == http.StatusOK
 	})
+	// One registration first: it is answered after the apply that also added the service (a
+	// reload), so the burst below is measured on its own.
+	if code, out := s.c.call("PUT", "/v1/services/bulk/members/first", "correct horse battery staple", map[string]any{"address": "127.0.0.250", "port": 9}); code != http.StatusOK {
+		t.Fatalf("first registration into bulk = %d %v", code, out)
+	}
 	const n = 200
 	start := time.Now()
 	before := s.c.status()["reloads"].(float64)
@@ -434,7 +439,11 @@ func (s *scenario) concurrent() {
 		}
 	}
 	st := s.c.status()
-	t.Logf("%s mode: %d concurrent registrations applied in %s with %v reloads", map[bool]string{true: "managed", false: "external"}[s.managed], n, elapsed.Round(time.Millisecond), st["reloads"].(float64)-before)
+	reloads := st["reloads"].(float64) - before
+	t.Logf("%s mode: %d concurrent registrations applied in %s with %v reloads", map[bool]string{true: "managed", false: "external"}[s.managed], n, elapsed.Round(time.Millisecond), reloads)
+	if s.managed && reloads != 0 {
+		t.Errorf("%d registrations into an existing service took %v reloads, want 0 (runtime API)", n, reloads)
+	}
 	cfg := string(readFile(t, s.hapCfg))
 	for i := range n {
 		if !strings.Contains(cfg, fmt.Sprintf("    server m%03d ", i)) {
