@@ -7,9 +7,7 @@ import (
 
 func TestConfigValidate(t *testing.T) {
 	base := "services:\n  web:\n    listeners:\n      - port: 80\n"
-	tests := []struct {
-		name, yaml, wantErr string
-	}{
+	tests := []configCase{
 		{"minimal", base, ""},
 		{"default config", string(defaultConfigYAML), ""},
 		{"unknown key", "listen: :1\nlisen: :2\n", "field lisen not found"},
@@ -38,23 +36,7 @@ func TestConfigValidate(t *testing.T) {
 		{"tls cert without key", base + "tls_cert: /etc/clb/api.pem\n", "tls_cert and tls_key"},
 		{"draining negative", base + "    draining_timeout: -1s\n", "draining_timeout"},
 	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			cfg := Defaults()
-			err := Decode(&cfg, []byte(tt.yaml), "test")
-			if err == nil {
-				err = cfg.Validate()
-			}
-			switch {
-			case tt.wantErr == "" && err != nil:
-				t.Fatalf("got error %v, want none", err)
-			case tt.wantErr != "" && err == nil:
-				t.Fatalf("got no error, want one containing %q", tt.wantErr)
-			case tt.wantErr != "" && !strings.Contains(err.Error(), tt.wantErr):
-				t.Fatalf("got error %q, want it to contain %q", err, tt.wantErr)
-			}
-		})
-	}
+	checkConfigCases(t, tests)
 }
 
 func TestConfigDefaultsFilled(t *testing.T) {
@@ -78,5 +60,32 @@ func TestConfigDefaultsFilled(t *testing.T) {
 	hc := svc.HealthCheck
 	if hc.Interval.Seconds() != 30 || hc.Timeout.Seconds() != 5 || hc.HealthyThreshold != 3 || hc.UnhealthyThreshold != 5 {
 		t.Errorf("health check defaults = %+v, want 30s/5s/3/5", *hc)
+	}
+}
+
+// configCase is a config file and the error its validation gives ("" = none).
+type configCase struct {
+	name, yaml, wantErr string
+}
+
+// checkConfigCases decodes and validates every case's config, checking the error text.
+func checkConfigCases(t *testing.T, tests []configCase) {
+	t.Helper()
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg := Defaults()
+			err := Decode(&cfg, []byte(tt.yaml), "test")
+			if err == nil {
+				err = cfg.Validate()
+			}
+			switch {
+			case tt.wantErr == "" && err != nil:
+				t.Fatalf("got error %v, want none", err)
+			case tt.wantErr != "" && err == nil:
+				t.Fatalf("got no error, want one containing %q", tt.wantErr)
+			case tt.wantErr != "" && !strings.Contains(err.Error(), tt.wantErr):
+				t.Fatalf("got error %q, want it to contain %q", err, tt.wantErr)
+			}
+		})
 	}
 }

@@ -13,9 +13,7 @@ import (
 func TestStoreConfig(t *testing.T) {
 	base := "services:\n  web:\n    listeners:\n      - port: 80\n"
 	etcd := base + "store:\n  type: etcd\n  endpoints: [http://127.0.0.1:2379]\n"
-	tests := []struct {
-		name, yaml, wantErr string
-	}{
+	tests := []configCase{
 		{"no store section", base, ""},
 		{"local", base + "store:\n  type: local\n", ""},
 		{"etcd", etcd, ""},
@@ -37,23 +35,7 @@ func TestStoreConfig(t *testing.T) {
 		{"password twice", etcd + "  username: clb\n  password: pw\n  password_file: /f\n", "give one"},
 		{"cert without key", etcd + "  tls:\n    cert: /c.pem\n", "cert and key go together"},
 	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			cfg := Defaults()
-			err := Decode(&cfg, []byte(tt.yaml), "test")
-			if err == nil {
-				err = cfg.Validate()
-			}
-			switch {
-			case tt.wantErr == "" && err != nil:
-				t.Fatalf("got error %v, want none", err)
-			case tt.wantErr != "" && err == nil:
-				t.Fatalf("got no error, want one containing %q", tt.wantErr)
-			case tt.wantErr != "" && !strings.Contains(err.Error(), tt.wantErr):
-				t.Fatalf("got error %q, want it to contain %q", err, tt.wantErr)
-			}
-		})
-	}
+	checkConfigCases(t, tests)
 	cfg := Defaults()
 	if err := Decode(&cfg, []byte(etcd), "test"); err != nil {
 		t.Fatal(err)
