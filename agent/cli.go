@@ -69,6 +69,7 @@ func App(stdout, stderr io.Writer) *cli.App {
 			{Name: "check", Usage: "render and run haproxy -c; exit 0 only if haproxy accepts it", Flags: flags(),
 				Action: func(c *cli.Context) error { return renderCmd(c, stdout, true) }},
 			keysCommand(stdout, stderr),
+			passwdCommand(stdout, stderr),
 			storeCommand(stdout, stderr),
 			{Name: "version", Usage: "print the version", Action: func(c *cli.Context) error {
 				fmt.Fprintf(stdout, "clbd %s\n", Version)

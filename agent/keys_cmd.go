@@ -169,6 +169,39 @@ type owner struct {
 	uid, gid int
 }
 
+// ownerOf is the owner of an existing file.
+func ownerOf(fi fs.FileInfo) owner {
+	o := owner{exists: true, uid: os.Getuid(), gid: os.Getgid()}
+	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+		o.uid, o.gid = int(st.Uid), int(st.Gid)
+	}
+	return o
+}
+
+// mayEdit refuses to replace another user's secret file unless the caller is root.
+func (o owner) mayEdit(path string) error {
+	if o.exists && os.Getuid() != 0 && o.uid != os.Getuid() {
+		return fmt.Errorf("%s belongs to uid %d: run this as that user (clbd's) or as root", path, o.uid)
+	}
+	return nil
+}
+
+// writePrivate replaces path with data atomically, mode 0600, keeping the owner it had (root
+// editing clb-server's file must not make it unreadable for clbd).
+func writePrivate(path string, data []byte, o owner) error {
+	tmp, err := atomicfile.WriteTemp(path, data, 0o600)
+	if err != nil {
+		return err
+	}
+	if o.exists && (o.uid != os.Getuid() || o.gid != os.Getgid()) {
+		if err := os.Chown(tmp, o.uid, o.gid); err != nil {
+			os.Remove(tmp)
+			return fmt.Errorf("keep the owner of %s: %w", path, err)
+		}
+	}
+	return atomicfile.Install(tmp, path)
+}
+
 // loadKeysForEdit reads the keys file, or an empty one when it does not exist yet. The file
 // must be private to its owner; the owner must be the caller unless the caller is root.
 func loadKeysForEdit(path string) (*auth.KeysFile, owner, error) {
@@ -179,12 +212,9 @@ func loadKeysForEdit(path string) (*auth.KeysFile, owner, error) {
 	if err != nil {
 		return nil, owner{}, fmt.Errorf("keys file: %w", err)
 	}
-	o := owner{exists: true, uid: os.Getuid(), gid: os.Getgid()}
-	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
-		o.uid, o.gid = int(st.Uid), int(st.Gid)
-	}
-	if os.Getuid() != 0 && o.uid != os.Getuid() {
-		return nil, o, fmt.Errorf("keys file %s belongs to uid %d: run this as that user (clbd's) or as root", path, o.uid)
+	o := ownerOf(fi)
+	if err := o.mayEdit(path); err != nil {
+		return nil, o, err
 	}
 	f, err := auth.LoadKeysFile(path, o.uid)
 	return f, o, err
@@ -212,17 +242,7 @@ func editKeys(c *cli.Context, stdout, stderr io.Writer, edit func(*auth.KeysFile
 	if err != nil {
 		return cli.Exit(err.Error(), 1)
 	}
-	tmp, err := atomicfile.WriteTemp(path, data, 0o600)
-	if err != nil {
-		return cli.Exit(err.Error(), 1)
-	}
-	if o.exists && (o.uid != os.Getuid() || o.gid != os.Getgid()) {
-		if err := os.Chown(tmp, o.uid, o.gid); err != nil {
-			os.Remove(tmp)
-			return cli.Exit(fmt.Sprintf("keep the owner of %s: %v", path, err), 1)
-		}
-	}
-	if err := atomicfile.Install(tmp, path); err != nil {
+	if err := writePrivate(path, data, o); err != nil {
 		return cli.Exit(err.Error(), 1)
 	}
 	fmt.Fprintf(stderr, "%s in %s\n", msg, path)

@@ -11,7 +11,6 @@ import (
 	"net/http"
 	"net/netip"
 	"os"
-	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -79,9 +78,8 @@ func (a *Agent) setupSecurity(cfg *Config) error {
 // password; the log says where it is). first is true at start, false on a hot reload.
 func (a *Agent) readKeys(cfg *Config, first bool) (map[string]auth.Key, error) {
 	keys := map[string]auth.Key{}
-	pwPath := cfg.PasswordFile
-	if pwPath == "" && cfg.KeysFile == "" {
-		pwPath = filepath.Join(cfg.StateDir, passwordFileName)
+	pwPath := passwordPath(cfg)
+	if cfg.PasswordFile == "" && pwPath != "" {
 		if first {
 			if err := generatePassword(pwPath); err == nil {
 				a.log.Warn("no password_file or keys_file configured: generated a password for key \"default\"", "path", pwPath)

@@ -428,3 +428,39 @@ func TestFileModes(t *testing.T) {
 		t.Errorf("an existing password was overwritten")
 	}
 }
+
+// TestPasswdRotatesTheSharedPassword: `clbd passwd` writes a new password that the running
+// clbd uses at once (the password file is watched); the old one is refused from then on.
+func TestPasswdRotatesTheSharedPassword(t *testing.T) {
+	base, a := testAgent(t)
+	pwFile := a.config().PasswordFile
+	cfgFile := filepath.Join(t.TempDir(), "clbd.yaml")
+	if err := os.WriteFile(cfgFile, []byte("password_file: "+pwFile+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var out, errOut strings.Builder
+	if code := Main([]string{"clbd", "passwd", "--config", cfgFile}, &out, &errOut); code != 0 {
+		t.Fatalf("clbd passwd: exit %d: %s", code, errOut.String())
+	}
+	newPW := strings.TrimSpace(out.String())
+	if len(newPW) < 16 || strings.Contains(errOut.String(), newPW) {
+		t.Fatalf("clbd passwd printed %q on stdout (stderr %q); want the password on stdout only", newPW, errOut.String())
+	}
+	if fi, err := os.Stat(pwFile); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("password file mode: %v, %v; want 0600", fi.Mode().Perm(), err)
+	}
+	call := func(pw string) int {
+		code, _ := doCase(t, base, apiCase{method: "GET", path: "/v1/status", sign: true, password: pw})
+		return code
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for call(newPW) != http.StatusOK {
+		if time.Now().After(deadline) {
+			t.Fatal("clbd did not take the new password within 10s")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if code := call(testPassword); code != http.StatusUnauthorized {
+		t.Errorf("the old password after clbd passwd: %d, want 401", code)
+	}
+}

@@ -49,11 +49,14 @@ func (a *Agent) watch(ctx context.Context) error {
 	if a.opts.ConfigPath != "" && a.opts.Reload != nil {
 		files = append(files, watchedFile{a.opts.ConfigPath, "config file", a.reloadConfig})
 	}
-	if cfg.KeysFile != "" {
-		// A keys file renamed away is followed by the Create of the new one: only react to
-		// events that leave a file there.
-		path := cfg.KeysFile
-		files = append(files, watchedFile{path, "keys file", func() {
+	// Keys come from the keys file and the password file. A file renamed away is followed by
+	// the Create of the new one: only react to events that leave a file there.
+	for _, kf := range []struct{ path, what string }{{cfg.KeysFile, "keys file"}, {passwordPath(cfg), "password file"}} {
+		if kf.path == "" {
+			continue
+		}
+		path := kf.path
+		files = append(files, watchedFile{path, kf.what, func() {
 			if _, err := os.Stat(path); err == nil {
 				a.reloadKeys()
 			}
