@@ -102,6 +102,7 @@ func (a *Agent) expire(now time.Time) {
 	for _, e := range expired {
 		a.log.Info("lease expired: member unregistered", "service", e.Service, "member", e.Member.Name,
 			"addr", e.Member.Address, "port", e.Member.Port, "ttl", e.Lease.TTL)
+		a.metrics.registration(e.Service, "expire")
 	}
 	if len(expired) > 0 {
 		a.rec.trigger()

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"clb/internal/testutil"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"os/exec"
@@ -82,6 +83,15 @@ func TestLeaseExpires(t *testing.T) {
 	wantServed(t, s.front, 10, "b1")
 	if !strings.Contains(s.c.logs.String(), "lease expired: member unregistered") {
 		t.Error("clbd did not log the expiry")
+	}
+	if resp, err := noKeepAlive.Get("http://" + s.c.api + "/metrics"); err != nil {
+		t.Error(err)
+	} else {
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if want := `clb_registrations_total{op="expire",service="web"} 1`; !strings.Contains(string(body), want) {
+			t.Errorf("/metrics lacks %q", want)
+		}
 	}
 	if state := string(readFile(t, filepath.Join(s.dir, "state.json"))); strings.Contains(state, `"b2"`) {
 		t.Errorf("state.json still holds b2:\n%s", state)

@@ -23,7 +23,7 @@ func newMetrics(a *Agent) *metrics {
 	m := &metrics{
 		reg: prometheus.NewRegistry(),
 		registrations: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "clb_registrations_total", Help: "Register and unregister calls accepted, by service and operation.",
+			Name: "clb_registrations_total", Help: "Membership changes by service and operation: register, unregister (API calls accepted) and expire (lapsed leases).",
 		}, []string{"service", "op"}),
 		applies: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "clb_applies_total", Help: "Applies by path (unchanged, runtime, reload, runtime-failed-reload, installed) and result.",
