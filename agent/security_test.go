@@ -332,6 +332,37 @@ func TestTLS(t *testing.T) {
 		}
 		conn.Close()
 	}
+
+	// A second client CA: its clients are refused until tls_client_ca holds it too, then
+	// accepted without a restart.
+	ca2Path, _, ca2, ca2Key := testCert(t, t.TempDir(), "ca2", true, nil, nil)
+	client2Cert, client2Key, _, _ := testCert(t, t.TempDir(), "client2", false, ca2, ca2Key)
+	second := register.TLSOptions{Pin: register.Fingerprint(renewed), CertFile: client2Cert, KeyFile: client2Key}
+	if st, err := call(second); err == nil && st == http.StatusOK {
+		t.Errorf("a client of a CA not in tls_client_ca was accepted")
+	}
+	bundle := append(append([]byte{}, mustRead(t, caPath)...), mustRead(t, ca2Path)...)
+	if err := os.WriteFile(caPath+".tmp", bundle, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(caPath+".tmp", caPath); err != nil {
+		t.Fatal(err)
+	}
+	if st, err := call(second); err != nil || st != http.StatusOK {
+		t.Errorf("after adding its CA to tls_client_ca: %d, %v; want 200", st, err)
+	}
+	if st, err := call(withClient(register.TLSOptions{Pin: register.Fingerprint(renewed)})); err != nil || st != http.StatusOK {
+		t.Errorf("after adding a CA, a client of the first CA: %d, %v; want 200", st, err)
+	}
+}
+
+func mustRead(t *testing.T, path string) []byte {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
 }
 
 func mustPair(t *testing.T, cert, key string) []tls.Certificate {

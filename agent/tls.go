@@ -107,16 +107,63 @@ func serverTLSConfig(cfg *Config, log *slog.Logger) (*tls.Config, error) {
 		NextProtos:     []string{"h2", "http/1.1"},
 	}
 	if cfg.TLSClientCA != "" {
-		pem, err := os.ReadFile(cfg.TLSClientCA)
-		if err != nil {
-			return nil, fmt.Errorf("tls_client_ca: %w", err)
+		ca := &caReloader{path: cfg.TLSClientCA, log: log}
+		if err := ca.load(); err != nil {
+			return nil, err
 		}
-		pool := x509.NewCertPool()
-		if !pool.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("tls_client_ca %s: no PEM certificate in it", cfg.TLSClientCA)
-		}
-		tc.ClientCAs = pool
+		tc.ClientCAs = ca.pool
 		tc.ClientAuth = tls.RequireAndVerifyClientCert
+		base := tc.Clone()
+		tc.GetConfigForClient = func(*tls.ClientHelloInfo) (*tls.Config, error) {
+			c := base.Clone()
+			c.ClientCAs = ca.current()
+			return c, nil
+		}
 	}
 	return tc, nil
+}
+
+// caReloader holds the CA pool that client certificates are verified against, re-read when
+// tls_client_ca changes (a CA bundle gaining a new CA before members move to it). A broken
+// new file is logged and the previous pool stays.
+type caReloader struct {
+	path string
+	log  *slog.Logger
+
+	mu    sync.Mutex
+	pool  *x509.CertPool
+	stamp fileStamp
+}
+
+// load reads the CA file; the caller holds mu or is the constructor.
+func (c *caReloader) load() error {
+	st, err := stamp(c.path)
+	if err != nil {
+		return fmt.Errorf("tls_client_ca: %w", err)
+	}
+	pem, err := os.ReadFile(c.path)
+	if err != nil {
+		return fmt.Errorf("tls_client_ca: %w", err)
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(pem) {
+		return fmt.Errorf("tls_client_ca %s: no PEM certificate in it", c.path)
+	}
+	c.pool, c.stamp = pool, st
+	return nil
+}
+
+// current is the pool, re-read first if the file changed since it was loaded.
+func (c *caReloader) current() *x509.CertPool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if st, err := stamp(c.path); err == nil && st != c.stamp {
+		if err := c.load(); err != nil {
+			c.stamp = st // try again when the file changes again
+			c.log.Error("client CA not reloaded; verifying against the previous one", "path", c.path, "err", err)
+		} else {
+			c.log.Info("client CA reloaded", "path", c.path)
+		}
+	}
+	return c.pool
 }
