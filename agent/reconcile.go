@@ -108,6 +108,8 @@ type reconciler struct {
 	forced     map[string]string
 	draining   int
 	health     map[string]map[string]string
+	// installedCfg is installed, parsed (reconciler goroutine only; nil = parse it again).
+	installedCfg *parsedConfig
 }
 
 // drainBatch holds a caller until the drains of the member it unregistered are over.
@@ -426,7 +428,11 @@ func (r *reconciler) install(ctx context.Context, out []byte, reload bool) resul
 	r.mu.Unlock()
 	var runtimeErr error
 	if running && prev != nil && r.dial != nil {
-		res, ok := r.installRuntime(ctx, parseConfig(prev), next, out)
+		if r.installedCfg == nil {
+			p := parseConfig(prev)
+			r.installedCfg = &p
+		}
+		res, ok := r.installRuntime(ctx, *r.installedCfg, next, out)
 		if ok {
 			return res
 		}
@@ -479,12 +485,7 @@ func (r *reconciler) installRuntime(ctx context.Context, prev, next parsedConfig
 		r.rt = nil // reconnect next time, in case the socket went away
 		return result{Err: err}, false
 	}
-	r.mu.Lock()
-	r.installed = out
-	r.mu.Unlock()
-	if err := atomicfile.Write(r.lastGood, out, 0o600); err != nil {
-		r.log.Warn("save last-known-good config", "path", r.lastGood, "err", err)
-	}
+	r.installedOK(out, &next)
 	return result{Path: applyRuntime, drains: drains}, true
 }
 
@@ -516,13 +517,20 @@ func (r *reconciler) installReload(ctx context.Context, out, prev []byte, runnin
 		}
 		r.endDrains(nil)
 	}
+	r.installedOK(out, nil)
+	return result{Path: path}
+}
+
+// installedOK records out as the config haproxy runs (parsed, when the caller has it) and
+// keeps a last-known-good copy of it.
+func (r *reconciler) installedOK(out []byte, parsed *parsedConfig) {
 	r.mu.Lock()
 	r.installed = out
 	r.mu.Unlock()
+	r.installedCfg = parsed
 	if err := atomicfile.Write(r.lastGood, out, 0o600); err != nil {
 		r.log.Warn("save last-known-good config", "path", r.lastGood, "err", err)
 	}
-	return result{Path: path}
 }
 
 // saveServerState dumps the servers' state for the next worker; without it, a reload would
