@@ -6,10 +6,10 @@ LDFLAGS  := -s -w -X clb/agent.Version=$(VERSION) -X clb/register.Version=$(VERS
 DEV_DIR  ?= $(CURDIR)/.clb-dev
 PKGS     := ./...
 
-.PHONY: help build test bench run deps clean vet deb check-packages check-cloud-init user-data
+.PHONY: help build test test-deps bench run deps clean vet deb check-packages check-cloud-init user-data
 
 help:
-	@echo "make deps   install haproxy (apt-get) and Go modules"
+	@echo "make deps   install haproxy, pgrep, openssl (apt-get) and Go modules; make test adds etcd, lintian, cloud-init..."
 	@echo "make build  build clbd, clb_register, clb_unregister into $(BIN)/"
 	@echo "make run    run clbd in managed mode with local state in $(DEV_DIR)"
 	@echo "make test   run every test (real haproxy, real sockets)"
@@ -17,18 +17,28 @@ help:
 	@echo "make deb    build dist/clb-server_*.deb and dist/clb-client_*.deb (nfpm)"
 	@echo "make user-data CLB_DEB_URL=... CLB_SERVER=...  cloud-init user-data in build/cloud-init/"
 
-# Debian packages the tests and the quick start need: haproxy (2.6 on Debian 12), pgrep, openssl;
-# the package and cloud-init checks: lintian, systemd-analyze (systemd), man, curl, cloud-init;
-# the etcd store's tests: etcd-server (they start their own etcd on 127.0.0.1; no service needed).
-DEB_PKGS := haproxy procps openssl lintian systemd man-db curl cloud-init etcd-server
+# Debian packages. The quick start needs haproxy (2.6 on Debian 12), pgrep and openssl; the
+# tests also need etcd (the etcd store's tests start their own), and the package and
+# cloud-init checks lintian, systemd-analyze (systemd), man, curl and cloud-init. `make deps`
+# installs the first set, `make test` the second (so a quick start does not get an etcd
+# service), each only what is missing (apt-get needs root then).
+DEB_PKGS      := haproxy procps openssl
+DEB_TEST_PKGS := lintian systemd man-db curl cloud-init etcd-server
 
-deps:
-	@missing=""; for p in $(DEB_PKGS); do dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "ok installed" || missing="$$missing $$p"; done; \
+define apt_install
+	@missing=""; for p in $(1); do dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "ok installed" || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \
 	  echo "apt-get install$$missing"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
 	fi
+endef
+
+deps:
+	$(call apt_install,$(DEB_PKGS))
 	$(GO) mod download
+
+test-deps: deps
+	$(call apt_install,$(DEB_TEST_PKGS))
 
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "$(LDFLAGS)" -o $(BIN)/ ./cmd/...
@@ -39,7 +49,7 @@ run: build
 	mkdir -p $(DEV_DIR)
 	$(BIN)/clbd --managed --state-dir $(DEV_DIR) --listen 127.0.0.1:8090
 
-test: check-cloud-init check-packages
+test: test-deps check-cloud-init check-packages
 	$(GO) vet $(PKGS)
 	$(GO) test -race -count=1 -timeout 15m $(PKGS)
 
