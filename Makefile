@@ -64,7 +64,7 @@ check-packages: deb
 # Every cloud-config passes `cloud-init schema`, raw and with the variables filled in, and the
 # multipart user-data builds.
 check-cloud-init:
-	@for f in cloud-init/*.yaml; do cloud-init schema -c $$f || exit 1; done
+	@for f in cloud-init/*.yaml cloud-init/keepalived/*.yaml; do cloud-init schema -c $$f || exit 1; done
 	CLB_DEB_URL=http://deb.invalid/clb CLB_SERVER=lb.invalid CLB_PASSWORD=check-cloud-init \
 	  scripts/cloud-init-userdata -o build/cloud-init-check cloud-init/member-app.sh:x-shellscript
 	@test "$$(grep -c '^Content-Type: text/x-shellscript' build/cloud-init-check/member.mime)" = 1
