@@ -65,18 +65,6 @@ func figure(b testing.TB, bench, name, value, target string, met bool) {
 	fmt.Fprintf(os.Stdout, "FIGURE: %s | %s | %s | %s | %s\n", bench, name, value, target, verdict)
 }
 
-// report prints a free-form figure "BENCH: FIGURE: VALUE" as a table row.
-func report(b *testing.B, format string, args ...any) {
-	b.Helper()
-	text := strings.TrimSpace(fmt.Sprintf(format, args...))
-	i, j := strings.Index(text, ": "), strings.LastIndex(text, ": ")
-	if i < 0 || j <= i {
-		figure(b, text, "", "", "", false)
-		return
-	}
-	figure(b, text[:i], text[i+2:j], text[j+2:], "", false)
-}
-
 func ms(d time.Duration) string {
 	switch {
 	case d >= 10*time.Second:

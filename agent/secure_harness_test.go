@@ -45,16 +45,15 @@ var secrets = map[string]string{"default": secPassword, "ops": secAdmin, "web-de
 // secureAgent is an in-process clbd in managed mode (a real haproxy) with a keys file, a
 // password file and a real HTTP backend "b1" behind service web.
 type secureAgent struct {
-	t       *testing.T
-	a       *Agent
-	api     string // http(s)://127.0.0.1:PORT
-	front   string // http://127.0.0.1:PORT/ of service web
-	b1Port  int
-	dir     string
-	keys    string
-	logs    *testutil.SyncBuffer
-	client  *http.Client
-	cfgFile string
+	t      *testing.T
+	a      *Agent
+	api    string // http(s)://127.0.0.1:PORT
+	front  string // http://127.0.0.1:PORT/ of service web
+	b1Port int
+	dir    string
+	keys   string
+	logs   *testutil.SyncBuffer
+	client *http.Client
 }
 
 type secureOpts struct {

@@ -178,9 +178,8 @@ func identity(r *http.Request) auth.Identity {
 	return id
 }
 
-// requireAdmin answers 403 forbidden unless r was signed with an admin key. Handlers of the
-// admin endpoints (define or remove services, zones) call it first; handleAdmin does it for
-// them, and handle applies it to every admin pattern as well (see needsAdmin).
+// requireAdmin answers 403 forbidden unless r was signed with an admin key. handle applies it
+// to every admin pattern (see needsAdmin), whatever the handler does.
 func requireAdmin(r *http.Request) error {
 	id := identity(r)
 	if id.Scope.Admin {
@@ -211,16 +210,6 @@ func needsAdmin(pattern string) bool {
 		return true
 	}
 	return false
-}
-
-// handleAdmin registers an authenticated handler that only admin keys may call.
-func (h *api) handleAdmin(pattern string, fn func(r *http.Request, body []byte) (int, any, error)) {
-	h.handle(pattern, func(r *http.Request, body []byte) (int, any, error) {
-		if err := requireAdmin(r); err != nil {
-			return 0, nil, err
-		}
-		return fn(r, body)
-	})
 }
 
 // authenticate runs before every authenticated handler: it refuses a source that failed too

@@ -38,7 +38,7 @@ func ParsePin(s string) ([]byte, error) {
 	}
 	b, err := hex.DecodeString(strings.ReplaceAll(rest, ":", ""))
 	if err != nil || len(b) != sha256.Size {
-		return nil, fmt.Errorf("pin %q: want 64 hex digits after sha256:", clip(s))
+		return nil, fmt.Errorf("pin %q: want 64 hex digits after \"sha256:\"", clip(s))
 	}
 	return b, nil
 }
