@@ -6,6 +6,7 @@ import (
 	"io"
 	"io/fs"
 	"os"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"text/tabwriter"
@@ -186,6 +187,24 @@ func (o owner) mayEdit(path string) error {
 	return nil
 }
 
+// lockDirOf takes an exclusive flock on the directory holding path, so that two `clbd keys`
+// (or `clbd passwd`) runs read-modify-write the file one after the other instead of losing
+// one's change. No lock file is left behind; clbd itself only reads and needs no lock.
+func lockDirOf(path string) (unlock func(), err error) {
+	d, err := os.Open(filepath.Dir(path))
+	if err != nil {
+		return nil, fmt.Errorf("lock %s: %w", filepath.Dir(path), err)
+	}
+	if err := syscall.Flock(int(d.Fd()), syscall.LOCK_EX); err != nil {
+		d.Close()
+		return nil, fmt.Errorf("lock %s: %w", filepath.Dir(path), err)
+	}
+	return func() {
+		syscall.Flock(int(d.Fd()), syscall.LOCK_UN)
+		d.Close()
+	}, nil
+}
+
 // writePrivate replaces path with data atomically, mode 0600, keeping the owner it had (root
 // editing clb-server's file must not make it unreadable for clbd).
 func writePrivate(path string, data []byte, o owner) error {
@@ -227,6 +246,11 @@ func editKeys(c *cli.Context, stdout, stderr io.Writer, edit func(*auth.KeysFile
 	if err != nil {
 		return err
 	}
+	unlock, err := lockDirOf(path)
+	if err != nil {
+		return cli.Exit(err.Error(), 1)
+	}
+	defer unlock()
 	f, o, err := loadKeysForEdit(path)
 	if err != nil {
 		return cli.Exit(err.Error(), 1)

@@ -31,6 +31,11 @@ func passwdCommand(stdout, stderr io.Writer) *cli.Command {
 			if path == "" {
 				return cli.Exit("no password file: keys_file is set and password_file is not (use clbd keys)", 64)
 			}
+			unlock, err := lockDirOf(path)
+			if err != nil {
+				return cli.Exit(err.Error(), 1)
+			}
+			defer unlock()
 			o := owner{}
 			if fi, err := os.Stat(path); err == nil {
 				o = ownerOf(fi)
