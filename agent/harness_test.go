@@ -93,22 +93,7 @@ var apiClient = &http.Client{Timeout: 60 * time.Second, Transport: &http.Transpo
 // spread sends n requests to url and counts the answers by body; failures count under "ERR".
 func spread(t testing.TB, url string, n int) map[string]int {
 	t.Helper()
-	got := map[string]int{}
-	for range n {
-		resp, err := noKeepAlive.Get(url)
-		if err != nil {
-			got["ERR"]++
-			continue
-		}
-		b, _ := io.ReadAll(resp.Body)
-		resp.Body.Close()
-		if resp.StatusCode != http.StatusOK {
-			got[fmt.Sprintf("HTTP %d", resp.StatusCode)]++
-			continue
-		}
-		got[string(b)]++
-	}
-	return got
+	return testutil.Spread(noKeepAlive, url, n)
 }
 
 // wantServed checks that the n requests reached exactly the backends named, each at least once.

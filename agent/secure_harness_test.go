@@ -214,21 +214,5 @@ func (s *secureAgent) files() string {
 
 // served sends n requests to service web and counts the answers by body.
 func (s *secureAgent) served(n int) map[string]int {
-	got := map[string]int{}
-	c := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
-	for range n {
-		resp, err := c.Get(s.front)
-		if err != nil {
-			got["ERR"]++
-			continue
-		}
-		b, _ := io.ReadAll(resp.Body)
-		resp.Body.Close()
-		if resp.StatusCode != http.StatusOK {
-			got[fmt.Sprintf("HTTP %d", resp.StatusCode)]++
-			continue
-		}
-		got[string(b)]++
-	}
-	return got
+	return testutil.Spread(&http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}, s.front, n)
 }

@@ -5,7 +5,10 @@ package testutil
 
 import (
 	"bytes"
+	"fmt"
+	"io"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"sync"
@@ -65,4 +68,25 @@ func (s *SyncBuffer) String() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.String()
+}
+
+// Spread sends n GET requests to url with client and counts the answers by body; errors count
+// under "ERR" and answers other than 200 under "HTTP <status>".
+func Spread(client *http.Client, url string, n int) map[string]int {
+	got := map[string]int{}
+	for range n {
+		resp, err := client.Get(url)
+		if err != nil {
+			got["ERR"]++
+			continue
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			got[fmt.Sprintf("HTTP %d", resp.StatusCode)]++
+			continue
+		}
+		got[string(b)]++
+	}
+	return got
 }
