@@ -170,7 +170,9 @@ func TestOutageAndCompaction(t *testing.T) {
 	if _, err := lonely.Put("web", member("x", 3)); !errors.Is(err, store.ErrUnavailable) {
 		t.Errorf("Put while unavailable = %v, want ErrUnavailable", err)
 	}
-	if d := time.Since(start); d > 100*time.Millisecond {
+	// A failure that waited for etcd would take 2 × Timeout (4 s); 1 s leaves room for a busy
+	// machine and still tells the two apart.
+	if d := time.Since(start); d > time.Second {
 		t.Errorf("Put while unavailable took %s, want a fast failure", d)
 	}
 	if got := len(lonely.Snapshot().Members["web"]); got != 2 {
