@@ -1,6 +1,7 @@
 // Package testutil holds the small helpers the tests of several packages share: free ports,
-// short temp dirs for unix sockets, a log buffer safe for concurrent writers, and the rule for
-// tests that need a real haproxy.
+// short temp dirs for unix sockets, a log buffer safe for concurrent writers, test
+// certificates, a lab of network namespaces for tests of several hosts, and the rules for
+// tests that need a real haproxy or root.
 package testutil
 
 import (
