@@ -3,10 +3,8 @@
 package etcdtest
 
 import (
-	"bytes"
 	"context"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"strings"
@@ -17,6 +15,8 @@ import (
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
+
+	"clb/internal/testutil"
 )
 
 // Require returns the etcd binary, or skips the test when it is not installed, except in CI
@@ -46,41 +46,11 @@ type Member struct {
 	Name      string
 	ClientURL string
 	args      []string
-	logs      *buffer
+	logs      *testutil.SyncBuffer
 
 	mu     sync.Mutex
 	cmd    *exec.Cmd
 	exited chan struct{}
-}
-
-type buffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (b *buffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if b.b.Len() > 1<<20 {
-		b.b.Reset()
-	}
-	return b.b.Write(p)
-}
-
-func (b *buffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.String()
-}
-
-func freePort(t testing.TB) int {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
 }
 
 // Start runs an n-member cluster and waits until it answers writes.
@@ -91,9 +61,9 @@ func Start(t testing.TB, n int) *Cluster {
 	var initial []string
 	token := fmt.Sprintf("clb-test-%d", time.Now().UnixNano())
 	for i := range n {
-		m := &Member{t: t, bin: bin, Name: fmt.Sprintf("m%d", i), logs: &buffer{}}
-		m.ClientURL = fmt.Sprintf("http://127.0.0.1:%d", freePort(t))
-		peer := fmt.Sprintf("http://127.0.0.1:%d", freePort(t))
+		m := &Member{t: t, bin: bin, Name: fmt.Sprintf("m%d", i), logs: &testutil.SyncBuffer{}}
+		m.ClientURL = fmt.Sprintf("http://127.0.0.1:%d", testutil.FreePort(t))
+		peer := fmt.Sprintf("http://127.0.0.1:%d", testutil.FreePort(t))
 		m.args = []string{"--name", m.Name, "--data-dir", t.TempDir(),
 			"--listen-client-urls", m.ClientURL, "--advertise-client-urls", m.ClientURL,
 			"--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
