@@ -24,7 +24,10 @@ type Expired struct {
 
 // PutLease registers or updates m in service as a lease of ttl that expires at now+ttl. A
 // renewal (same member, same TTL) only moves the expiry: nothing is written to disk, because
-// the expiry is not kept there (see Open). It reports whether the stored state changed.
+// the expiry is not kept there (see Open), and the new expiry is seen at once, by reads and
+// by Expire alike. It reports whether the stored state changed. A change returns once it is
+// on disk, as with Put; so does a renewal of a lease that a concurrent call staged and that
+// is not on disk yet.
 func (s *Store) PutLease(service string, m model.Member, ttl time.Duration, now time.Time) (changed bool, expires time.Time, err error) {
 	if err := m.Validate(); err != nil {
 		return false, time.Time{}, err
@@ -34,49 +37,57 @@ func (s *Store) PutLease(service string, m model.Member, ttl time.Duration, now 
 	}
 	expires = now.Add(ttl)
 	s.mu.Lock()
-	defer s.mu.Unlock()
-	old, ok := s.services[service][m.Name]
-	l, leased := s.leases[service][m.Name]
+	old, ok := s.staged.services[service][m.Name]
+	l, leased := s.staged.leases[service][m.Name]
 	if ok && old == m && leased && l.TTL == ttl {
-		s.leases[service][m.Name] = Lease{TTL: ttl, Expires: expires}
-		return false, expires, nil
+		// Every version that holds this lease gets the new expiry: whichever of them is on
+		// disk in the end, after a write or after a failed one, keeps the renewal.
+		for _, v := range []*view{&s.staged, s.flushing, &s.durable} {
+			if v != nil {
+				v.renew(service, m, ttl, expires)
+			}
+		}
+		return false, expires, s.settle(service, m.Name)
 	}
-	next := s.cloneService(service)
+	next := cloneMap(s.staged.services[service])
 	next[m.Name] = m
-	leases := s.cloneLeases(service)
+	leases := cloneMap(s.staged.leases[service])
 	leases[m.Name] = Lease{TTL: ttl, Expires: expires}
-	return true, expires, s.commit(service, next, leases)
+	s.staged.set(service, next, leases)
+	return true, expires, s.commit()
 }
 
-// Lease returns the lease of a member; false for a permanent or unknown member.
+// Lease returns the lease of a member, as on disk (with its expiry from memory); false for a
+// permanent or unknown member.
 func (s *Store) Lease(service, name string) (Lease, bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	l, ok := s.leases[service][name]
+	l, ok := s.durable.leases[service][name]
 	return l, ok
 }
 
-// Leases returns a copy of every lease, by service and member name.
+// Leases returns a copy of every lease on disk, by service and member name.
 func (s *Store) Leases() map[string]map[string]Lease {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	out := make(map[string]map[string]Lease, len(s.leases))
-	for service, ls := range s.leases {
+	out := make(map[string]map[string]Lease, len(s.durable.leases))
+	for service, ls := range s.durable.leases {
 		out[service] = maps.Clone(ls)
 	}
 	return out
 }
 
 // Expire removes every member whose lease expired at or before now, durably, and returns them
-// sorted by service and name. The check and the removal happen under one lock, so a renewal
-// is either in time (and the member stays) or too late (and re-registers it).
+// sorted by service and name. The lapsed members are chosen and their removal staged under
+// one lock, against the staged state, so a renewal is either in time (and the member stays)
+// or too late (and re-registers it). All removals share one write: if it fails, none is made
+// and Expire returns the error alone.
 func (s *Store) Expire(now time.Time) ([]Expired, error) {
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	var out []Expired
-	for _, service := range slices.Sorted(maps.Keys(s.leases)) {
+	for _, service := range slices.Sorted(maps.Keys(s.staged.leases)) {
 		var lapsed []string
-		for name, l := range s.leases[service] {
+		for name, l := range s.staged.leases[service] {
 			if !l.Expires.After(now) {
 				lapsed = append(lapsed, name)
 			}
@@ -85,48 +96,51 @@ func (s *Store) Expire(now time.Time) ([]Expired, error) {
 			continue
 		}
 		slices.Sort(lapsed)
-		next, leases := s.cloneService(service), s.cloneLeases(service)
-		var removed []Expired
+		next, leases := cloneMap(s.staged.services[service]), cloneMap(s.staged.leases[service])
 		for _, name := range lapsed {
-			removed = append(removed, Expired{Service: service, Member: next[name], Lease: leases[name]})
+			out = append(out, Expired{Service: service, Member: next[name], Lease: leases[name]})
 			delete(next, name)
 			delete(leases, name)
 		}
-		if err := s.commit(service, next, leases); err != nil {
-			return out, fmt.Errorf("expire leases of service %s: %w", service, err)
-		}
-		out = append(out, removed...)
+		s.staged.set(service, next, leases)
+	}
+	if len(out) == 0 {
+		s.mu.Unlock()
+		return nil, nil
+	}
+	if err := s.commit(); err != nil {
+		return nil, fmt.Errorf("expire leases: %w", err)
 	}
 	return out, nil
 }
 
-func (s *Store) cloneLeases(service string) map[string]Lease {
-	next := maps.Clone(s.leases[service])
-	if next == nil {
-		next = map[string]Lease{}
+// renew moves the expiry of m's lease of ttl in v, if v holds that lease. The lease map may
+// be shared with other versions, which hold the same lease then.
+func (v *view) renew(service string, m model.Member, ttl time.Duration, expires time.Time) {
+	if l, ok := v.leases[service][m.Name]; ok && l.TTL == ttl && v.services[service][m.Name] == m {
+		v.leases[service][m.Name] = Lease{TTL: ttl, Expires: expires}
 	}
-	return next
 }
 
 // loadLeases reads the leases of one service from the state file. Every lease gets a full TTL
 // from start-up: clbd cannot know whether a member renewed while it was down, so a restart
 // neither expires every member at once nor keeps a dead one longer than one TTL.
-func (s *Store) loadLeases(service string, ttls map[string]string, start time.Time) error {
+func (v view) loadLeases(service string, ttls map[string]string, start time.Time) error {
 	if len(ttls) == 0 {
 		return nil
 	}
 	ls := make(map[string]Lease, len(ttls))
-	for name, v := range ttls {
-		ttl, err := time.ParseDuration(v)
+	for name, val := range ttls {
+		ttl, err := time.ParseDuration(val)
 		if err != nil || ttl <= 0 {
-			return fmt.Errorf("service %s: lease of %s: TTL %q: want a positive duration", service, name, v)
+			return fmt.Errorf("service %s: lease of %s: TTL %q: want a positive duration", service, name, val)
 		}
-		if _, ok := s.services[service][name]; !ok {
+		if _, ok := v.services[service][name]; !ok {
 			return fmt.Errorf("service %s: lease of %s: no such member", service, name)
 		}
 		ls[name] = Lease{TTL: ttl, Expires: start.Add(ttl)}
 	}
-	s.leases[service] = ls
+	v.leases[service] = ls
 	return nil
 }
 

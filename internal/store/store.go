@@ -1,6 +1,16 @@
 // Package store keeps the membership durable: which members are registered in which service.
 // Every change is written to disk (temp file, fsync, rename, directory fsync) before the call
 // that made it returns, so a crash or restart of clbd loses nothing that was acknowledged.
+//
+// Writes are group commits. A change is first staged in memory; the first caller with no
+// write in progress writes the state file, and callers that arrive during that write stage
+// their changes on top and share the next single write, which one of them does. So a burst of
+// concurrent registrations costs a few writes instead of one each, and a caller waits for at
+// most the write in progress and the one that carries its change. Reads see only the state
+// that is on disk; the decisions of the mutating calls (changed or not, not found, lapsed)
+// are taken against the staged state, so concurrent calls behave as if run one after the
+// other. A failed write drops its batch and every batch staged on top: their callers get the
+// error, and memory goes back to what is on disk.
 package store
 
 import (
@@ -27,18 +37,49 @@ const formatVersion = 1
 // ErrNotFound is returned when a member to remove is not registered.
 var ErrNotFound = errors.New("not found")
 
-// Store is the membership state. It is safe for concurrent use; writers are serialised so
-// concurrent calls lose no update.
+// Store is the membership state. It is safe for concurrent use; concurrent changes are
+// written together (see the package comment) and none is lost.
 type Store struct {
 	path string
+	// write replaces the state file durably: atomicfile.Write, which tests wrap to count the
+	// writes, hold one or make it fail.
+	write func(path string, data []byte, perm os.FileMode) error
 
-	mu       sync.Mutex
-	gen      uint64
+	mu  sync.Mutex
+	gen uint64 // the generation of durable, as in the state file
+	// durable is what the state file holds; reads answer from it.
+	durable view
+	// flushing is the state being written, while a write is in progress.
+	flushing *view
+	// staged is durable plus the changes of the batch being written and of the pending one;
+	// the mutating calls decide against it.
+	staged view
+	// writing is true from the moment a caller is chosen to write until the last batch is
+	// done: while it is, new changes join pending instead of starting a write.
+	writing bool
+	// inflight is the batch being written; pending collects the changes staged since, for the
+	// next write. Either may be nil.
+	inflight, pending *batch
+}
+
+// view is one version of the membership. The maps of one service are never changed once in a
+// view, only replaced (so versions share the services that did not change), with one
+// exception: a lease renewal moves an expiry in place, in every version (see PutLease).
+type view struct {
 	services map[string]map[string]model.Member
 	// leases holds the members registered with a TTL (see PutLease and Expire). Only the TTL
 	// is written to disk; expiry times live in memory, and Open grants every lease a full TTL
 	// from start-up.
 	leases map[string]map[string]Lease
+}
+
+// batch is the changes of the callers that share one write.
+type batch struct {
+	// turn holds one token when the batch is due: the caller that takes it writes the batch.
+	turn chan struct{}
+	// done is closed when the batch is written or dropped; err is its outcome.
+	done chan struct{}
+	err  error
 }
 
 type file struct {
@@ -59,78 +100,93 @@ func Open(dir string) (*Store, error) {
 	if err := os.MkdirAll(dir, 0o750); err != nil {
 		return nil, fmt.Errorf("open state dir: %w", err)
 	}
-	s := &Store{path: filepath.Join(dir, FileName), services: map[string]map[string]model.Member{}, leases: map[string]map[string]Lease{}}
+	s := &Store{path: filepath.Join(dir, FileName), write: atomicfile.Write,
+		durable: view{services: map[string]map[string]model.Member{}, leases: map[string]map[string]Lease{}}}
 	data, err := os.ReadFile(s.path)
-	if errors.Is(err, os.ErrNotExist) {
-		return s, nil
-	}
-	if err != nil {
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
 		return nil, fmt.Errorf("read state: %w", err)
 	}
+	if err == nil {
+		if err := s.load(data); err != nil {
+			return nil, fmt.Errorf("read state %s: %w", s.path, err)
+		}
+	}
+	s.staged = s.durable.clone()
+	return s, nil
+}
+
+func (s *Store) load(data []byte) error {
 	var f file
 	if err := json.Unmarshal(data, &f); err != nil {
-		return nil, fmt.Errorf("read state %s: %w", s.path, err)
+		return err
 	}
 	if f.Version != formatVersion {
-		return nil, fmt.Errorf("read state %s: unknown format version %d", s.path, f.Version)
+		return fmt.Errorf("unknown format version %d", f.Version)
 	}
 	s.gen = f.Generation
 	for name, rec := range f.Services {
 		ms := map[string]model.Member{}
 		for _, m := range rec.Members {
 			if err := m.Validate(); err != nil {
-				return nil, fmt.Errorf("read state %s: service %s: %w", s.path, name, err)
+				return fmt.Errorf("service %s: %w", name, err)
 			}
 			ms[m.Name] = m
 		}
-		s.services[name] = ms
-		if err := s.loadLeases(name, rec.Leases, time.Now()); err != nil {
-			return nil, fmt.Errorf("read state %s: %w", s.path, err)
+		s.durable.services[name] = ms
+		if err := s.durable.loadLeases(name, rec.Leases, time.Now()); err != nil {
+			return err
 		}
 	}
-	return s, nil
+	return nil
 }
 
 // Put registers or updates m in service. It reports whether anything changed; an identical
-// registration writes nothing.
+// registration writes nothing. It returns once the change is on disk, written together with
+// the changes of concurrent callers; an identical registration that is not on disk yet (a
+// concurrent call staged it) waits for the write that carries it, and fails if that does.
 func (s *Store) Put(service string, m model.Member) (changed bool, err error) {
 	if err := m.Validate(); err != nil {
 		return false, err
 	}
 	s.mu.Lock()
-	defer s.mu.Unlock()
-	old, ok := s.services[service][m.Name]
-	_, leased := s.leases[service][m.Name]
+	old, ok := s.staged.services[service][m.Name]
+	_, leased := s.staged.leases[service][m.Name]
 	if ok && old == m && !leased {
-		return false, nil
+		return false, s.settle(service, m.Name)
 	}
-	next := s.cloneService(service)
+	next := cloneMap(s.staged.services[service])
 	next[m.Name] = m
-	leases := s.cloneLeases(service)
+	leases := cloneMap(s.staged.leases[service])
 	delete(leases, m.Name) // a registration without a TTL is permanent
-	return true, s.commit(service, next, leases)
+	s.staged.set(service, next, leases)
+	return true, s.commit()
 }
 
-// Delete removes member name from service, or returns ErrNotFound.
+// Delete removes member name from service, or returns ErrNotFound. Like Put, it returns once
+// the removal is on disk; ErrNotFound because of a concurrent call's removal that is not on
+// disk yet waits for that write.
 func (s *Store) Delete(service, name string) (model.Member, error) {
 	s.mu.Lock()
-	defer s.mu.Unlock()
-	m, ok := s.services[service][name]
+	m, ok := s.staged.services[service][name]
 	if !ok {
+		if err := s.settle(service, name); err != nil {
+			return model.Member{}, err
+		}
 		return model.Member{}, fmt.Errorf("member %s of service %s: %w", name, service, ErrNotFound)
 	}
-	next := s.cloneService(service)
+	next := cloneMap(s.staged.services[service])
 	delete(next, name)
-	leases := s.cloneLeases(service)
+	leases := cloneMap(s.staged.leases[service])
 	delete(leases, name)
-	return m, s.commit(service, next, leases)
+	s.staged.set(service, next, leases)
+	return m, s.commit()
 }
 
-// Get returns one member.
+// Get returns one member, as on disk: a change still being written is not visible.
 func (s *Store) Get(service, name string) (model.Member, bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	m, ok := s.services[service][name]
+	m, ok := s.durable.services[service][name]
 	return m, ok
 }
 
@@ -141,57 +197,151 @@ type Snapshot struct {
 	Members map[string][]model.Member
 }
 
-// Snapshot returns a copy of the whole state with its generation.
+// Snapshot returns a copy of the state on disk with its generation, which grows by one with
+// every write (a write carries one or more changes).
 func (s *Store) Snapshot() Snapshot {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	snap := Snapshot{Generation: s.gen, Members: make(map[string][]model.Member, len(s.services))}
-	for name, ms := range s.services {
+	snap := Snapshot{Generation: s.gen, Members: make(map[string][]model.Member, len(s.durable.services))}
+	for name, ms := range s.durable.services {
 		snap.Members[name] = record(ms).Members
 	}
 	return snap
 }
 
-func (s *Store) cloneService(service string) map[string]model.Member {
-	next := maps.Clone(s.services[service])
-	if next == nil {
-		next = map[string]model.Member{}
+// commit makes the change just staged durable: it joins the pending batch (the first caller
+// with no write in progress writes it at once) and waits for that batch to be written. It is
+// called with s.mu held and unlocks it.
+func (s *Store) commit() error {
+	if s.pending == nil {
+		s.pending = &batch{turn: make(chan struct{}, 1), done: make(chan struct{})}
+		if !s.writing {
+			s.writing = true
+			s.pending.turn <- struct{}{}
+		}
 	}
-	return next
+	b := s.pending
+	s.mu.Unlock()
+	return s.wait(b)
 }
 
-// commit persists the state with service replaced by members, and only then makes it visible:
-// a failed write leaves memory and disk as they were.
-func (s *Store) commit(service string, members map[string]model.Member, leases map[string]Lease) error {
-	f := file{Version: formatVersion, Generation: s.gen + 1, Services: make(map[string]serviceRecord, len(s.services)+1)}
-	for name, ms := range s.services {
-		if name == service {
-			continue
-		}
-		f.Services[name] = record(ms).withLeases(s.leases[name])
+// settle is the answer of a call that changes nothing about member name of service but
+// decided so against the staged state: nil at once if that member is on disk as staged,
+// else the outcome of the last batch, which carries the member's staged state to disk. It
+// is called with s.mu held and unlocks it.
+func (s *Store) settle(service, name string) error {
+	d, st := s.durable.entry(service, name), s.staged.entry(service, name)
+	b := s.pending
+	if b == nil {
+		b = s.inflight
 	}
-	if len(members) > 0 {
-		f.Services[service] = record(members).withLeases(leases)
+	s.mu.Unlock()
+	if d == st || b == nil {
+		return nil
 	}
+	return s.wait(b)
+}
+
+// wait returns the outcome of b, writing it if this caller's turn comes first.
+func (s *Store) wait(b *batch) error {
+	select {
+	case <-b.done:
+	case <-b.turn:
+		s.flush(b)
+	}
+	return b.err
+}
+
+// flush writes b, the pending batch: the whole staged state in one write. On success the
+// written state becomes the durable one and the batch staged in the meantime, if any, is handed
+// to one of its own callers (so that no caller writes batch after batch for others). On
+// failure that batch is dropped too and memory goes back to what is on disk.
+func (s *Store) flush(b *batch) {
+	s.mu.Lock()
+	s.pending, s.inflight = nil, b
+	next := s.staged.clone()
+	s.flushing = &next
+	f := next.file(s.gen + 1)
+	s.mu.Unlock()
+
 	data, err := json.MarshalIndent(f, "", "  ")
 	if err != nil {
-		return fmt.Errorf("encode state: %w", err)
+		err = fmt.Errorf("encode state: %w", err)
+	} else if err = s.write(s.path, append(data, '\n'), 0o640); err != nil {
+		err = fmt.Errorf("save state: %w", err)
 	}
-	if err := atomicfile.Write(s.path, append(data, '\n'), 0o640); err != nil {
-		return fmt.Errorf("save state: %w", err)
+
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.inflight, s.flushing = nil, nil
+	b.err = err
+	close(b.done)
+	if err != nil {
+		s.staged = s.durable.clone()
+		if p := s.pending; p != nil {
+			p.err = fmt.Errorf("not saved, the write before it failed: %w", err)
+			close(p.done)
+			s.pending = nil
+		}
+		s.writing = false
+		return
 	}
 	s.gen++
-	if len(members) > 0 {
-		s.services[service] = members
+	s.durable = next
+	if s.pending != nil {
+		s.pending.turn <- struct{}{}
 	} else {
-		delete(s.services, service)
+		s.writing = false
+	}
+}
+
+// set replaces the members and leases of service.
+func (v view) set(service string, members map[string]model.Member, leases map[string]Lease) {
+	if len(members) > 0 {
+		v.services[service] = members
+	} else {
+		delete(v.services, service)
 	}
 	if len(leases) > 0 {
-		s.leases[service] = leases
+		v.leases[service] = leases
 	} else {
-		delete(s.leases, service)
+		delete(v.leases, service)
 	}
-	return nil
+}
+
+// clone is a new version of v that shares the maps of its services.
+func (v view) clone() view {
+	return view{services: maps.Clone(v.services), leases: maps.Clone(v.leases)}
+}
+
+// entry is what v stores about one member: what Put, PutLease and Delete decide on.
+type entry struct {
+	member model.Member
+	ok     bool
+	ttl    time.Duration // 0 for a permanent member
+}
+
+func (v view) entry(service, name string) entry {
+	m, ok := v.services[service][name]
+	return entry{member: m, ok: ok, ttl: v.leases[service][name].TTL}
+}
+
+// file is v as the state file holds it. Its maps and slices are v's copies, so it can be
+// encoded without s.mu.
+func (v view) file(gen uint64) file {
+	f := file{Version: formatVersion, Generation: gen, Services: make(map[string]serviceRecord, len(v.services))}
+	for name, ms := range v.services {
+		f.Services[name] = record(ms).withLeases(v.leases[name])
+	}
+	return f
+}
+
+func cloneMap[K comparable, V any](m map[K]V) map[K]V {
+	next := maps.Clone(m)
+	if next == nil {
+		next = map[K]V{}
+	}
+	return next
 }
 
 func record(ms map[string]model.Member) serviceRecord {
