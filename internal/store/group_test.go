@@ -40,15 +40,29 @@ func holdWrites(s *Store) *disk {
 
 // waitStaged returns once cond holds for the staged state: the concurrent calls have staged
 // their changes and wait for a write.
-func waitStaged(s *Store, cond func(v view) bool) {
-	for {
+// It fails the test after 10 s.
+func waitStaged(t *testing.T, s *Store, cond func(v view) bool) {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(time.Millisecond) {
 		s.mu.Lock()
 		ok := cond(s.staged)
 		s.mu.Unlock()
 		if ok {
 			return
 		}
-		time.Sleep(time.Millisecond)
+		if time.Now().After(deadline) {
+			t.Fatal("the concurrent changes were not staged within 10s")
+		}
+	}
+}
+
+// enter waits for the next write to start, and fails the test if none does within 10 s.
+func (d *disk) enter(t *testing.T) {
+	t.Helper()
+	select {
+	case <-d.entered:
+	case <-time.After(10 * time.Second):
+		t.Fatal("no write started within 10s")
 	}
 }
 
@@ -59,6 +73,19 @@ func stagedMembers(n int) func(v view) bool {
 			total += len(ms)
 		}
 		return total == n
+	}
+}
+
+// outcome is the error c delivers; it fails the test if none comes within 10 s (a call that
+// never returns: a lost batch).
+func outcome(t *testing.T, c <-chan error) error {
+	t.Helper()
+	select {
+	case err := <-c:
+		return err
+	case <-time.After(10 * time.Second):
+		t.Fatal("a call did not return within 10s")
+		return nil
 	}
 }
 
@@ -87,7 +114,7 @@ func TestGroupCommit(t *testing.T) {
 	d := holdWrites(s)
 	const n = 200
 	first := run(put(s, "svc0", member(0)))
-	<-d.entered
+	d.enter(t)
 	var wg sync.WaitGroup
 	errs := make(chan error, n)
 	for i := 1; i < n; i++ {
@@ -97,12 +124,12 @@ func TestGroupCommit(t *testing.T) {
 			}
 		})
 	}
-	waitStaged(s, stagedMembers(n))
+	waitStaged(t, s, stagedMembers(n))
 	d.release <- nil
-	if err := <-first; err != nil {
+	if err := outcome(t, first); err != nil {
 		t.Fatal(err)
 	}
-	<-d.entered
+	d.enter(t)
 	d.release <- nil
 	wg.Wait()
 	close(errs)
@@ -145,7 +172,7 @@ func TestFailedBatch(t *testing.T) {
 
 	// Batch 1 (written): m1.
 	first := run(put(s, "web", member(1)))
-	<-d.entered
+	d.enter(t)
 	// Batch 2 (fails): m10..m29 and a lease of m30.
 	var batch2 []<-chan error
 	for i := 10; i < 30; i++ {
@@ -156,12 +183,12 @@ func TestFailedBatch(t *testing.T) {
 		_, _, err := s.PutLease("web", member(30), 10*time.Second, t0)
 		return err
 	}))
-	waitStaged(s, stagedMembers(23))
+	waitStaged(t, s, stagedMembers(23))
 	d.release <- nil
-	if err := <-first; err != nil {
+	if err := outcome(t, first); err != nil {
 		t.Fatal(err)
 	}
-	<-d.entered
+	d.enter(t)
 	// Staged on top of batch 2: m40..m49, the removal of m0, a renewal of m30.
 	var onTop []<-chan error
 	for i := 40; i < 50; i++ {
@@ -171,7 +198,7 @@ func TestFailedBatch(t *testing.T) {
 		_, err := s.Delete("web", "m0")
 		return err
 	}))
-	waitStaged(s, func(v view) bool { _, ok := v.services["web"]["m0"]; return !ok && len(v.services["other"]) == 10 })
+	waitStaged(t, s, func(v view) bool { _, ok := v.services["web"]["m0"]; return !ok && len(v.services["other"]) == 10 })
 	renewedAt := t0.Add(time.Second)
 	onTop = append(onTop, run(func() error {
 		changed, _, err := s.PutLease("web", member(30), 10*time.Second, renewedAt)
@@ -180,16 +207,16 @@ func TestFailedBatch(t *testing.T) {
 		}
 		return err
 	}))
-	waitStaged(s, func(v view) bool { return v.leases["web"]["m30"].Expires.Equal(renewedAt.Add(10 * time.Second)) })
+	waitStaged(t, s, func(v view) bool { return v.leases["web"]["m30"].Expires.Equal(renewedAt.Add(10 * time.Second)) })
 	d.release <- errDiskFull
 
 	for i, c := range batch2 {
-		if err := <-c; !errors.Is(err, errDiskFull) {
+		if err := outcome(t, c); !errors.Is(err, errDiskFull) {
 			t.Errorf("call %d of the failed batch: err = %v, want %v", i, err, errDiskFull)
 		}
 	}
 	for i, c := range onTop {
-		if err := <-c; !errors.Is(err, errDiskFull) {
+		if err := outcome(t, c); !errors.Is(err, errDiskFull) {
 			t.Errorf("call %d staged on top of the failed batch: err = %v, want %v", i, err, errDiskFull)
 		}
 	}
@@ -203,7 +230,7 @@ func TestFailedBatch(t *testing.T) {
 
 	// The store goes on: a retry is written.
 	go func() {
-		<-d.entered
+		<-d.entered // the write of the Put below
 		d.release <- nil
 	}()
 	if _, err := s.Put("web", member(10)); err != nil {
@@ -258,7 +285,7 @@ func TestReadsSeeOnlyWrittenState(t *testing.T) {
 		_, err := s.Delete("web", "m1")
 		return err
 	})
-	<-d.entered
+	d.enter(t)
 	adds := []<-chan error{
 		run(put(s, "web", member(3))),
 		run(func() error {
@@ -266,7 +293,7 @@ func TestReadsSeeOnlyWrittenState(t *testing.T) {
 			return err
 		}),
 	}
-	waitStaged(s, func(v view) bool { return len(v.services["web"]) == 3 })
+	waitStaged(t, s, func(v view) bool { return len(v.services["web"]) == 3 })
 	check := func(when string, gen uint64, want ...string) {
 		t.Helper()
 		snap := s.Snapshot()
@@ -300,17 +327,17 @@ func TestReadsSeeOnlyWrittenState(t *testing.T) {
 	}
 
 	d.release <- nil
-	if err := <-del; err != nil {
+	if err := outcome(t, del); err != nil {
 		t.Fatal(err)
 	}
-	<-d.entered
+	d.enter(t)
 	check("during the second write", gen+1, "m2")
 	if l, _ := s.Lease("web", "m2"); !l.Expires.Equal(renewed) {
 		t.Errorf("expiry after the first write = %v, want %v (renewal lost)", l.Expires, renewed)
 	}
 	d.release <- nil
 	for _, c := range adds {
-		if err := <-c; err != nil {
+		if err := outcome(t, c); err != nil {
 			t.Fatal(err)
 		}
 	}
