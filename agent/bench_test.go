@@ -178,6 +178,14 @@ func (l *lb) reloads() int {
 	return int(l.status()["reloads"].(float64))
 }
 
+// storeRevision is the store's generation from /v1/status: for the local store, one per write
+// of state.json.
+func (l *lb) storeRevision() int {
+	l.b.Helper()
+	st, _ := l.status()["store"].(map[string]any)
+	return int(st["revision"].(float64))
+}
+
 // applies sums clb_applies_total (from /metrics) by path.
 func (l *lb) applies() map[string]float64 {
 	l.b.Helper()
@@ -453,7 +461,7 @@ func BenchmarkRegistrationBurst(b *testing.B) {
 			l := startLB(b, "services:\n"+service("burst", port, 9, path.extra))
 			backendName := "burst_" + itoa(port) // the built-in template names backends SERVICE_PORT
 			for iter := range b.N {
-				before, applied := l.reloads(), l.applies()
+				before, applied, writesBefore := l.reloads(), l.applies(), l.storeRevision()
 				var lat []time.Duration
 				var mu sync.Mutex
 				var failed atomic.Int64
@@ -488,6 +496,7 @@ func BenchmarkRegistrationBurst(b *testing.B) {
 				wg.Wait()
 				wall := time.Since(start)
 				reloads := l.reloads() - before
+				writes := l.storeRevision() - writesBefore
 				inHaproxy := l.servers(backendName)
 				var appliesBy []string
 				for path, n := range l.applies() {
@@ -506,6 +515,7 @@ func BenchmarkRegistrationBurst(b *testing.B) {
 					figure(b, bench, "reloads", strconv.Itoa(reloads), "", false)
 				}
 				figure(b, bench, "applies (changes coalesced per apply)", strings.Join(appliesBy, ", "), "", false)
+				figure(b, bench, "state.json writes (group commit: registrations per write)", fmt.Sprintf("%d (%.0f)", writes, total/float64(max(writes, 1))), "", false)
 				figure(b, bench, "per call p50 / p99; failed calls; servers in haproxy", fmt.Sprintf("%s / %s; %d; %d", ms(percentile(lat, 0.5)), ms(percentile(lat, 0.99)), failed.Load(), inHaproxy), "", false)
 				b.ReportMetric(float64(wall.Milliseconds()), "ms/burst")
 				b.ReportMetric(float64(reloads), "reloads")
