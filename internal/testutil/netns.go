@@ -11,6 +11,7 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -26,6 +27,9 @@ type Lab struct {
 	prefix string
 	hosts  []string
 }
+
+// labs numbers the labs of this process, so that tests in parallel get namespaces of their own.
+var labs atomic.Int64
 
 // LabNet is the lab's network; host i (from 1) has LabNet.(i).
 const LabNet = "198.18.0."
@@ -56,7 +60,7 @@ func RequireNetns(t testing.TB, cmds ...string) {
 // removes them, with every process still running in them, when the test ends.
 func NewLab(t testing.TB, hosts ...string) *Lab {
 	t.Helper()
-	l := &Lab{t: t, prefix: fmt.Sprintf("clb%d", os.Getpid()%100000), hosts: hosts}
+	l := &Lab{t: t, prefix: fmt.Sprintf("clb%d-%d", os.Getpid(), labs.Add(1)), hosts: hosts}
 	bridge := l.prefix + "-br"
 	nss := []string{bridge}
 	for _, h := range hosts {
