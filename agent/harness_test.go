@@ -260,9 +260,15 @@ func (c *clbd) status() map[string]any {
 // run runs one of the module's commands and returns its exit code and combined output.
 func run(t testing.TB, name string, args ...string) (int, string) {
 	t.Helper()
+	return runWith(t, exec.CommandContext, name, args...)
+}
+
+// runWith is run with the command made by mk (e.g. inside a network namespace).
+func runWith(t testing.TB, mk func(ctx context.Context, path string, args ...string) *exec.Cmd, name string, args ...string) (int, string) {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, binary(t, name), args...)
+	cmd := mk(ctx, binary(t, name), args...)
 	cmd.Env = append(os.Environ(), "CLB_PASSWORD=", "HOME="+t.TempDir())
 	out, err := cmd.CombinedOutput()
 	var ee *exec.ExitError

@@ -111,8 +111,8 @@ func TestKeepalivedFailover(t *testing.T) {
 		return string(b)
 	}
 	// servedVia waits (bounded) until requests to the virtual address reach the member through
-	// node h, and reports what the requests on the way got.
-	servedVia := func(h, why string) map[string]int {
+	// node h, and logs what the requests on the way got.
+	servedVia := func(h, why string) {
 		t.Helper()
 		seen := map[string]int{}
 		start := time.Now()
@@ -131,7 +131,6 @@ func TestKeepalivedFailover(t *testing.T) {
 			time.Sleep(50 * time.Millisecond)
 		}
 		t.Logf("%s: served through %s after %s; requests on the way: %v", why, h, time.Since(start).Round(100*time.Millisecond), seen)
-		return seen
 	}
 
 	servedVia("a", "start, a preferred")
@@ -210,12 +209,11 @@ func (n *haNode) startKeepalived() {
 // mustRunIn runs one of the module's commands inside host h of the lab; it must exit 0.
 func mustRunIn(t *testing.T, lab *testutil.Lab, h, name string, args ...string) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	cmd := lab.CommandContext(ctx, h, binary(t, name), args...)
-	cmd.Env = append(os.Environ(), "CLB_PASSWORD=", "HOME="+t.TempDir())
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("%s in %s: %v: %s", name, h, err, out)
+	inHost := func(ctx context.Context, path string, args ...string) *exec.Cmd {
+		return lab.CommandContext(ctx, h, path, args...)
+	}
+	if code, out := runWith(t, inHost, name, args...); code != 0 {
+		t.Fatalf("%s in %s: exit %d: %s", name, h, code, out)
 	}
 }
 
