@@ -257,7 +257,7 @@ func checkAsOnDisk(t *testing.T, s *Store, dir string) {
 	if !reflect.DeepEqual(s.staged.services, s.durable.services) || !reflect.DeepEqual(s.staged.leases, s.durable.leases) {
 		t.Errorf("staged state differs from the durable one:\n%+v\n%+v", s.staged, s.durable)
 	}
-	if s.writing || s.pending != nil || s.inflight != nil || s.flushing != nil {
+	if s.writing || s.pending != nil || s.inflight != nil {
 		t.Error("a write still in progress")
 	}
 }

@@ -42,10 +42,10 @@ func (s *Store) PutLease(service string, m model.Member, ttl time.Duration, now 
 	if ok && old == m && leased && l.TTL == ttl {
 		// Every version that holds this lease gets the new expiry: whichever of them is on
 		// disk in the end, after a write or after a failed one, keeps the renewal.
-		for _, v := range []*view{&s.staged, s.flushing, &s.durable} {
-			if v != nil {
-				v.renew(service, m, ttl, expires)
-			}
+		s.staged.renew(service, m, ttl, expires)
+		s.durable.renew(service, m, ttl, expires)
+		if s.inflight != nil {
+			s.inflight.state.renew(service, m, ttl, expires)
 		}
 		return false, expires, s.settle(service, m.Name)
 	}

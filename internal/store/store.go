@@ -49,8 +49,6 @@ type Store struct {
 	gen uint64 // the generation of durable, as in the state file
 	// durable is what the state file holds; reads answer from it.
 	durable view
-	// flushing is the state being written, while a write is in progress.
-	flushing *view
 	// staged is durable plus the changes of the batch being written and of the pending one;
 	// the mutating calls decide against it.
 	staged view
@@ -75,6 +73,8 @@ type view struct {
 
 // batch is the changes of the callers that share one write.
 type batch struct {
+	// state is what the write carries, once it has started.
+	state view
 	// turn holds one token when the batch is due: the caller that takes it writes the batch.
 	turn chan struct{}
 	// done is closed when the batch is written or dropped; err is its outcome.
@@ -259,9 +259,8 @@ func (s *Store) wait(b *batch) error {
 func (s *Store) flush(b *batch) {
 	s.mu.Lock()
 	s.pending, s.inflight = nil, b
-	next := s.staged.clone()
-	s.flushing = &next
-	f := next.file(s.gen + 1)
+	b.state = s.staged.clone()
+	f := b.state.file(s.gen + 1)
 	s.mu.Unlock()
 
 	data, err := json.MarshalIndent(f, "", "  ")
@@ -273,7 +272,7 @@ func (s *Store) flush(b *batch) {
 
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.inflight, s.flushing = nil, nil
+	s.inflight = nil
 	b.err = err
 	close(b.done)
 	if err != nil {
@@ -287,7 +286,7 @@ func (s *Store) flush(b *batch) {
 		return
 	}
 	s.gen++
-	s.durable = next
+	s.durable = b.state
 	if s.pending != nil {
 		s.pending.turn <- struct{}{}
 	} else {
