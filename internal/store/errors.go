@@ -2,6 +2,11 @@ package store
 
 import "errors"
 
+// ErrNotSaved means a write of the local state failed: nothing of the change was kept, memory
+// is what is on disk; retrying is safe once the cause is fixed. The error wraps the cause too
+// (errors.Is(err, syscall.ENOSPC) for a full disk).
+var ErrNotSaved = errors.New("local state not saved")
+
 // Errors of shared (remote) stores, such as the etcd store: the agent answers them with 503.
 var (
 	// ErrUnavailable means the store cannot be reached: nothing was stored, or (for a write

@@ -211,13 +211,13 @@ func TestFailedBatch(t *testing.T) {
 	d.release <- errDiskFull
 
 	for i, c := range batch2 {
-		if err := outcome(t, c); !errors.Is(err, errDiskFull) {
-			t.Errorf("call %d of the failed batch: err = %v, want %v", i, err, errDiskFull)
+		if err := outcome(t, c); !errors.Is(err, errDiskFull) || !errors.Is(err, ErrNotSaved) {
+			t.Errorf("call %d of the failed batch: err = %v, want %v and %v", i, err, ErrNotSaved, errDiskFull)
 		}
 	}
 	for i, c := range onTop {
-		if err := outcome(t, c); !errors.Is(err, errDiskFull) {
-			t.Errorf("call %d staged on top of the failed batch: err = %v, want %v", i, err, errDiskFull)
+		if err := outcome(t, c); !errors.Is(err, errDiskFull) || !errors.Is(err, ErrNotSaved) {
+			t.Errorf("call %d staged on top of the failed batch: err = %v, want %v and %v", i, err, ErrNotSaved, errDiskFull)
 		}
 	}
 	checkAsOnDisk(t, s, dir)

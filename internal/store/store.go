@@ -9,8 +9,8 @@
 // most the write in progress and the one that carries its change. Reads see only the state
 // that is on disk; the decisions of the mutating calls (changed or not, not found, lapsed)
 // are taken against the staged state, so concurrent calls behave as if run one after the
-// other. A failed write drops its batch and every batch staged on top: their callers get the
-// error, and memory goes back to what is on disk.
+// other. A failed write drops its batch and every batch staged on top: their callers get an
+// error wrapping ErrNotSaved and the cause, and memory goes back to what is on disk.
 package store
 
 import (
@@ -255,7 +255,8 @@ func (s *Store) wait(b *batch) error {
 // flush writes b, the pending batch: the whole staged state in one write. On success the
 // written state becomes the durable one and the batch staged in the meantime, if any, is handed
 // to one of its own callers (so that no caller writes batch after batch for others). On
-// failure that batch is dropped too and memory goes back to what is on disk.
+// failure that batch is dropped too and memory goes back to what is on disk; the callers of
+// both get ErrNotSaved wrapped together with the cause.
 func (s *Store) flush(b *batch) {
 	s.mu.Lock()
 	s.pending, s.inflight = nil, b
@@ -263,11 +264,15 @@ func (s *Store) flush(b *batch) {
 	f := b.state.file(s.gen + 1)
 	s.mu.Unlock()
 
-	data, err := json.MarshalIndent(f, "", "  ")
-	if err != nil {
-		err = fmt.Errorf("encode state: %w", err)
-	} else if err = s.write(s.path, append(data, '\n'), 0o640); err != nil {
-		err = fmt.Errorf("save state: %w", err)
+	data, cause := json.MarshalIndent(f, "", "  ")
+	if cause != nil {
+		cause = fmt.Errorf("encode state: %w", cause)
+	} else {
+		cause = s.write(s.path, append(data, '\n'), 0o640)
+	}
+	var err error
+	if cause != nil {
+		err = fmt.Errorf("%w: %w", ErrNotSaved, cause)
 	}
 
 	s.mu.Lock()
@@ -278,7 +283,7 @@ func (s *Store) flush(b *batch) {
 	if err != nil {
 		s.staged = s.durable.clone()
 		if p := s.pending; p != nil {
-			p.err = fmt.Errorf("not saved, the write before it failed: %w", err)
+			p.err = fmt.Errorf("%w (the write before it failed): %w", ErrNotSaved, cause)
 			close(p.done)
 			s.pending = nil
 		}
