@@ -3,8 +3,9 @@
 // command-line programs clb_register and clb_unregister built on it (see App and Main).
 //
 // A call succeeds only once the server reports the change applied; it retries with
-// exponential backoff and jitter, within a total timeout, on network errors, rate limiting and
-// unavailable or not-yet-applied answers, and signs every attempt afresh.
+// exponential backoff and jitter, within a total timeout, on network errors, rate limiting,
+// server errors (500, 502-504) and unavailable or not-yet-applied answers, and signs every
+// attempt afresh.
 package register
 
 import (
@@ -359,8 +360,10 @@ func (c *Client) attemptWith(ctx context.Context, hc *http.Client, method string
 		e.Kind, o.err = KindAuth, e
 	case s == http.StatusServiceUnavailable && a.Code == "not_applied":
 		e.Kind, o.err, o.retry = KindNotApplied, e, true
-	case s == http.StatusTooManyRequests || s == http.StatusBadGateway ||
-		s == http.StatusServiceUnavailable || s == http.StatusGatewayTimeout:
+	case s == http.StatusTooManyRequests || s == http.StatusInternalServerError ||
+		s == http.StatusBadGateway || s == http.StatusServiceUnavailable || s == http.StatusGatewayTimeout:
+		// A 500 is clbd failing for now (its state file could not be written, say: nothing
+		// was kept, retrying is safe) or a proxy's; 501 and 505 would fail again.
 		e.Kind, o.err, o.retry = KindUnreachable, e, true
 	default:
 		e.Kind, o.err = KindRefused, e

@@ -199,7 +199,11 @@ func TestClientAnswers(t *testing.T) {
 		{name: "not found", replies: []reply{{status: 404, code: "not_found", msg: "service web is not defined"}}, wantKind: KindRefused, wantAttempts: 1, wantMsg: "(404 not_found): service web is not defined"},
 		{name: "conflict", replies: []reply{{status: 409, code: "conflict", msg: "address in use by web-2"}}, wantKind: KindRefused, wantAttempts: 1, wantMsg: "address in use"},
 		{name: "bad request", replies: []reply{{status: 400, code: "bad_request", msg: "bad port"}}, wantKind: KindRefused, wantAttempts: 1, wantMsg: "bad port"},
-		{name: "internal error", replies: []reply{{status: 500, raw: "boom\nstack"}}, wantKind: KindRefused, wantAttempts: 1, wantMsg: "(500 Internal Server Error): boom"},
+		{name: "internal error", replies: []reply{{status: 500, raw: "boom\nstack"}}, wantKind: KindUnreachable, wantMsg: "server unavailable (500 Internal Server Error, "},
+		{name: "internal error then ok", replies: []reply{{status: 500, code: "internal", msg: "local state not saved: no space left on device"}, {status: 500, raw: "boom"}, {status: 200}}, wantAttempts: 3},
+		{name: "not implemented", replies: []reply{{status: 501, raw: "no PUT here"}}, wantKind: KindRefused, wantAttempts: 1, wantMsg: "(501 Not Implemented): no PUT here"},
+		{name: "http version not supported", replies: []reply{{status: 505, raw: "HTTP/1.1 only"}}, wantKind: KindRefused, wantAttempts: 1, wantMsg: "(505 HTTP Version Not Supported)"},
+		{name: "store unavailable then ok", replies: []reply{{status: 503, code: "store_unavailable", msg: "the membership store (etcd) is unavailable"}, {status: 200}}, wantAttempts: 2},
 		{name: "rate limited then ok", replies: []reply{{status: 429, code: "rate_limited", retryAfter: "0"}, {status: 200}}, wantAttempts: 2},
 		{name: "rate limited", replies: []reply{{status: 429, code: "rate_limited", msg: "slow down"}}, wantKind: KindUnreachable, wantMsg: "slow down"},
 		{name: "bad gateway then ok", replies: []reply{{status: 502, raw: "<html>bad gateway</html>"}, {status: 504, raw: "timeout"}, {status: 200}}, wantAttempts: 3},
@@ -261,18 +265,23 @@ func TestClientAnswers(t *testing.T) {
 // TestClientRetryAfter checks that a server's Retry-After is waited out, using a recording
 // sleep instead of the clock.
 func TestClientRetryAfter(t *testing.T) {
+	rateLimited := func(retryAfter string) reply {
+		return reply{status: 429, code: "rate_limited", retryAfter: retryAfter}
+	}
 	tests := []struct {
 		name        string
-		retryAfter  string
+		first       reply // then 200
 		wantAtLeast time.Duration
 	}{
-		{"seconds", "2", 2 * time.Second},
-		{"date", time.Now().Add(4 * time.Second).UTC().Format(http.TimeFormat), 2 * time.Second},
-		{"garbage", "soon", 0},
+		{"seconds", rateLimited("2"), 2 * time.Second},
+		{"date", rateLimited(time.Now().Add(4 * time.Second).UTC().Format(http.TimeFormat)), 2 * time.Second},
+		{"garbage", rateLimited("soon"), 0},
+		{"store unavailable", reply{status: 503, code: "store_unavailable", msg: "the membership store (etcd) is unavailable, so the change was not saved", retryAfter: "1"}, time.Second},
+		{"internal error", reply{status: 500, code: "internal", msg: "local state not saved: no space left on device", retryAfter: "1"}, time.Second},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			srv := newFakeServer(t, keysFor("pw"), reply{status: 429, code: "rate_limited", retryAfter: tt.retryAfter}, reply{status: 200})
+			srv := newFakeServer(t, keysFor("pw"), tt.first, reply{status: 200})
 			var waits []time.Duration
 			c := &Client{Server: srv.URL, Key: auth.DeriveKey([]byte("pw")), Timeout: time.Minute}
 			fast(c)
@@ -287,6 +296,34 @@ func TestClientRetryAfter(t *testing.T) {
 				t.Errorf("waits = %v, want one of at least %v", waits, tt.wantAtLeast)
 			}
 		})
+	}
+}
+
+// TestClientRetriesInternalError: a 500 is retried with backoff like a 503, and the call
+// succeeds with the answer of the attempt that got through.
+func TestClientRetriesInternalError(t *testing.T) {
+	internal := reply{status: 500, code: "internal", msg: "local state not saved: no space left on device"}
+	srv := newFakeServer(t, keysFor("pw"), internal, internal, reply{status: 200})
+	var waits []time.Duration
+	c := &Client{Server: srv.URL, Key: auth.DeriveKey([]byte("pw")), Timeout: 5 * time.Second}
+	fast(c)
+	c.sleep = func(_ context.Context, d time.Duration) error {
+		waits = append(waits, d)
+		return nil
+	}
+	res, err := c.Register(context.Background(), "web", Request{Name: "web-1", Port: 9000})
+	if err != nil {
+		t.Fatalf("Register() = %v", err)
+	}
+	want := Result{Service: "web", Member: model.Member{Name: "web-1", Address: "127.0.0.1", Port: 9000, Weight: 100}, Applied: true, Attempts: 3}
+	if res != want {
+		t.Errorf("result = %+v, want %+v", res, want)
+	}
+	if got, want := len(srv.Calls()), 3; got != want {
+		t.Errorf("server got %d calls, want %d", got, want)
+	}
+	if got, want := len(waits), 2; got != want {
+		t.Errorf("waits = %v, want %d (one before each retry)", waits, want)
 	}
 }
 

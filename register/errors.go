@@ -35,7 +35,8 @@ const (
 	KindRefused Kind = iota + 1
 	// KindUsage: bad arguments or local configuration; nothing was sent.
 	KindUsage
-	// KindUnreachable: no usable answer within the timeout (network errors, 429, 502-504).
+	// KindUnreachable: no usable answer within the timeout (network errors, 429, 500,
+	// 502-504).
 	KindUnreachable
 	// KindNotApplied: the server stored the change but did not confirm it applied.
 	KindNotApplied
