@@ -1,6 +1,11 @@
-// Package agent is clbd, the daemon beside haproxy: it serves the registration API, keeps the
-// membership durable, and applies every change to haproxy through one reconciler goroutine
-// (render → haproxy -c → atomic install → reload, with a last-known-good copy to fall back on).
+// Package agent is clbd, the daemon beside haproxy, as one composition root: it opens the
+// membership store and the definitions, builds the one reconciler (package reconcile) and the
+// fronts over them (package api, the native JSON API), and runs them all under one errgroup,
+// with the file watcher, lease expiry and, in managed mode, the haproxy it supervises.
+//
+// Imports go one way: agent → api, reconcile, defs → config → model. The fronts never import
+// the reconciler (they see it as the small interfaces they define), and nothing below agent/
+// imports agent (imports_test.go enforces both).
 //
 // It runs haproxy one of two ways. External: write the -o file and run --reload-cmd, the 2010
 // way. Managed: clbd starts haproxy itself in master-worker mode, with its config and sockets
@@ -16,27 +21,21 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"path/filepath"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"golang.org/x/sync/errgroup"
 
+	"clb/agent/api"
+	"clb/agent/config"
+	"clb/agent/defs"
+	"clb/agent/reconcile"
 	"clb/internal/atomicfile"
 	"clb/internal/etcdstore"
 	"clb/internal/haproxy"
 	"clb/internal/sdnotify"
-)
-
-// Files clbd keeps in its state dir.
-const (
-	lastGoodName     = "haproxy.cfg.last-good"
-	managedCfgName   = "haproxy.cfg"
-	adminSocketName  = "haproxy-admin.sock"
-	passwordFileName = "password"
-	serverStateName  = "haproxy.state"
+	"clb/internal/statelock"
 )
 
 // Version is clbd's version, set at build time with -ldflags "-X clb/agent.Version=...".
@@ -47,70 +46,68 @@ type Options struct {
 	// ConfigPath is the config file to watch and hot-reload, empty for none.
 	ConfigPath string
 	// Reload re-reads the config file with the command line's flags laid over it again.
-	Reload func() (*Config, error)
+	Reload func() (*config.Config, error)
 	Logger *slog.Logger
-	// Ready, if set, is closed when the API is listening and haproxy has its config.
+	// Ready, if set, receives the API's address once the API is listening and haproxy has its
+	// config (one send; give it a buffer of one or read it).
 	Ready chan<- net.Addr
 
 	// wrapRuntime lets tests wrap the runtime API client to inject failures.
-	wrapRuntime func(dial func(context.Context) (runtimeClient, error)) func(context.Context) (runtimeClient, error)
+	wrapRuntime func(reconcile.Dialer) reconcile.Dialer
 }
 
 // Agent is a running clbd.
 type Agent struct {
 	opts  Options
 	log   *slog.Logger
-	cfg   atomic.Pointer[Config]
+	cfg   atomic.Pointer[config.Config]
 	store memberStore
 	// shared is the etcd store when the membership is shared with other nodes, else nil.
 	shared  *etcdstore.Store
 	sec     security
-	rec     *reconciler
-	managed *haproxy.Managed
+	rec     *reconcile.Reconciler
+	api     *api.Server
 	started time.Time
 	version string
 	restart atomic.Bool
-	cancel  context.CancelFunc
 	metrics *metrics
+
+	// mu guards what Restart reads and Run writes.
+	mu      sync.Mutex
+	cancel  context.CancelFunc
+	managed *haproxy.Managed
 
 	// defs are the API's service definitions and disabled zones; fileServices the config
 	// file's services. setServices merges them into cfg under cfgMu.
-	defs         *defs
-	fileServices map[string]Service
+	defs         *defs.Defs
+	fileServices map[string]config.Service
 	cfgMu        sync.Mutex
 }
 
-// drainTimeout is the draining timeout of the service a backend belongs to (backends are named
-// service_port by the built-in template; 30 s for backends clbd does not know).
-func (a *Agent) drainTimeout(backend string) time.Duration {
-	cfg := a.config()
-	if i := strings.LastIndexByte(backend, '_'); i > 0 {
-		if svc, ok := cfg.Services[backend[:i]]; ok {
-			return svc.DrainingTimeout
-		}
-	}
-	return 30 * time.Second
-}
-
 // New checks cfg and prepares an agent; nothing runs until Run.
-func New(cfg *Config, opts Options) (*Agent, error) {
-	if err := cfg.Validate(); err != nil {
+func New(cfg *config.Config, opts Options) (*Agent, error) {
+	c := *cfg
+	c.SetDefaults()
+	if err := c.Validate(); err != nil {
 		return nil, err
 	}
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.NewTextHandler(os.Stderr, nil))
 	}
 	a := &Agent{opts: opts, log: opts.Logger}
-	a.cfg.Store(cfg)
+	a.cfg.Store(&c)
 	return a, nil
 }
 
-func (a *Agent) config() *Config { return a.cfg.Load() }
+func (a *Agent) config() *config.Config { return a.cfg.Load() }
 
 // Restart stops the agent like a cancel, but leaves a managed haproxy running so that the
-// process that replaces this one (see Reexec) adopts it without a gap in traffic.
+// process that replaces this one (see Reexec) adopts it without a gap in traffic. It may be
+// called at any time, from any goroutine, also before or while Run starts.
 func (a *Agent) Restart() {
 	a.restart.Store(true)
+	a.mu.Lock()
+	defer a.mu.Unlock()
 	if a.managed != nil {
 		a.managed.Detach()
 	}
@@ -122,24 +119,26 @@ func (a *Agent) Restart() {
 // Restarting reports whether Run ended because of Restart.
 func (a *Agent) Restarting() bool { return a.restart.Load() }
 
-// OutputPath is where the rendered config goes: -o, or in managed mode the state dir unless
-// -o was given.
-func OutputPath(cfg *Config, outputSet bool) string {
-	if cfg.Managed && !outputSet {
-		return filepath.Join(cfg.StateDir, managedCfgName)
-	}
-	return cfg.Output
-}
-
 // Run serves until ctx ends. Everything runs under one errgroup; the first failure stops all.
 func (a *Agent) Run(ctx context.Context) error {
-	ctx, a.cancel = context.WithCancel(ctx)
-	defer a.cancel()
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	a.mu.Lock()
+	a.cancel = cancel
+	a.mu.Unlock()
+	if a.restart.Load() { // Restart came before Run
+		return nil
+	}
 	cfg := a.config()
 	a.started = time.Now()
 	if err := os.MkdirAll(cfg.StateDir, 0o750); err != nil {
 		return fmt.Errorf("create state dir: %w", err)
 	}
+	lock, err := statelock.Acquire(cfg.StateDir)
+	if err != nil {
+		return err
+	}
+	defer lock.Release()
 	if err := a.openStore(ctx, cfg); err != nil {
 		return err
 	}
@@ -162,53 +161,12 @@ func (a *Agent) Run(ctx context.Context) error {
 	} else {
 		a.version = v
 	}
-
-	a.rec = &reconciler{
-		log: a.log, store: a.store, config: a.config, tmplDir: cfg.Templates, output: cfg.Output,
-		lastGood: filepath.Join(cfg.StateDir, lastGoodName), bin: cfg.Haproxy,
-		quiet: cfg.ApplyQuiet, maxWait: cfg.ApplyMaxWait, kick: make(chan struct{}, 1),
-		drainFor: a.drainTimeout,
+	if err := a.newReconciler(cfg); err != nil {
+		return err
 	}
-	a.metrics = newMetrics(a)
-	a.rec.metrics = a.metrics
-	if cfg.Managed {
-		a.rec.admin = filepath.Join(cfg.StateDir, adminSocketName)
-	} else {
-		a.rec.admin = cfg.RuntimeSocket
-	}
-	if a.rec.admin != "" {
-		sock := a.rec.admin
-		a.rec.dial = func(ctx context.Context) (runtimeClient, error) { return dialRuntime(ctx, sock) }
-		a.rec.stateFile = filepath.Join(cfg.StateDir, serverStateName)
-		// An empty state (format version line only) until the first dump, so haproxy does not
-		// warn that the file is missing.
-		if _, err := os.Stat(a.rec.stateFile); errors.Is(err, os.ErrNotExist) {
-			if err := atomicfile.Write(a.rec.stateFile, []byte("1\n"), 0o644); err != nil {
-				return err
-			}
-		}
-		if a.opts.wrapRuntime != nil {
-			a.rec.dial = a.opts.wrapRuntime(a.rec.dial)
-		}
-	}
-	if cfg.Managed {
-		a.managed = haproxy.New(haproxy.Options{Binary: cfg.Haproxy, ConfigPath: cfg.Output, Dir: cfg.StateDir, Logger: a.log.With("component", "haproxy")})
-		a.rec.reloader = a.managed
-	} else if cfg.ReloadCmd != "" {
-		r, err := newCommandReloader(cfg.ReloadCmd, cfg.ReloadTimeout)
-		if err != nil {
-			return err
-		}
-		a.rec.reloader = r
-	}
-	if !cfg.Managed && (cfg.ReloadCmd != "" || cfg.RuntimeSocket != "") {
-		// External mode: haproxy is someone else's and assumed to be running.
-		a.rec.running = true
-	}
-	a.rec.loadInstalled()
-	if res := a.rec.apply(ctx, true); res.Err != nil {
-		if err := a.fallBackToLastGood(); err != nil {
-			return fmt.Errorf("first apply: %w; %w", res.Err, err)
+	if err := a.rec.Apply(ctx); err != nil {
+		if ferr := a.fallBackToLastGood(); ferr != nil {
+			return fmt.Errorf("first apply: %w; %w", err, ferr)
 		}
 	}
 
@@ -219,8 +177,9 @@ func (a *Agent) Run(ctx context.Context) error {
 	if tlsConfig != nil {
 		ln = tls.NewListener(ln, tlsConfig)
 	}
+	a.api = a.newAPI()
 	srv := &http.Server{
-		Handler:           newAPI(a),
+		Handler:           a.api,
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       30 * time.Second,
 		WriteTimeout:      cfg.RequestTimeout + 10*time.Second,
@@ -229,15 +188,15 @@ func (a *Agent) Run(ctx context.Context) error {
 	}
 
 	g, ctx := errgroup.WithContext(ctx)
-	if a.managed != nil {
-		g.Go(func() error { return a.managed.Run(ctx) })
-		if err := a.managed.WaitReady(ctx); err != nil {
+	if m := a.managedHaproxy(); m != nil {
+		g.Go(func() error { return m.Run(ctx) })
+		if err := m.WaitReady(ctx); err != nil {
 			ln.Close()
-			a.cancel()
+			cancel()
 			return errors.Join(fmt.Errorf("start haproxy: %w", err), g.Wait())
 		}
-		a.rec.setRunning(true)
-		a.log.Info("haproxy running", "pid", a.managed.Pid(), "path", cfg.Output)
+		a.rec.SetRunning(true)
+		a.log.Info("haproxy running", "pid", m.Pid(), "path", cfg.Output)
 	}
 	g.Go(func() error { return a.rec.Run(ctx) })
 	g.Go(func() error { return a.expireLeases(ctx) })
@@ -261,13 +220,82 @@ func (a *Agent) Run(ctx context.Context) error {
 	a.log.Info("clbd listening", "addr", ln.Addr().String(), "tls", tlsConfig != nil, "managed", cfg.Managed, "output", cfg.Output, "state_dir", cfg.StateDir)
 	a.notifySystemd(sdnotify.Ready)
 	if a.opts.Ready != nil {
-		a.opts.Ready <- ln.Addr()
+		select {
+		case a.opts.Ready <- ln.Addr():
+		case <-ctx.Done():
+		}
 	}
 	err = g.Wait()
 	if errors.Is(err, context.Canceled) {
 		err = nil
 	}
 	return err
+}
+
+// newReconciler builds the one writer for cfg, and in managed mode the haproxy it reloads.
+func (a *Agent) newReconciler(cfg *config.Config) error {
+	o := reconcile.Options{
+		Logger: a.log, Store: a.store, Config: a.config, Templates: cfg.Templates, Output: cfg.Output,
+		LastGood: lastGoodPath(cfg), Haproxy: cfg.Haproxy, AdminSocket: cfg.AdminSocket(),
+		StateFile: cfg.ServerStateFile(), Quiet: cfg.ApplyQuiet, MaxWait: cfg.ApplyMaxWait,
+	}
+	if o.AdminSocket != "" {
+		sock := o.AdminSocket
+		o.Dial = func(ctx context.Context) (haproxy.RuntimeClient, error) { return haproxy.DialRuntime(ctx, sock) }
+		if a.opts.wrapRuntime != nil {
+			o.Dial = a.opts.wrapRuntime(o.Dial)
+		}
+		// An empty state (format version line only) until the first dump, so haproxy does not
+		// warn that the file is missing.
+		if _, err := os.Stat(o.StateFile); errors.Is(err, os.ErrNotExist) {
+			if err := atomicfile.Write(o.StateFile, []byte("1\n"), 0o644); err != nil {
+				return err
+			}
+		}
+	}
+	a.metrics = newMetrics(a)
+	o.Observer = a.metrics
+	switch {
+	case cfg.Managed:
+		m := haproxy.New(haproxy.Options{Binary: cfg.Haproxy, ConfigPath: cfg.Output, Dir: cfg.StateDir, Logger: a.log.With("component", "haproxy")})
+		a.mu.Lock()
+		a.managed = m
+		if a.restart.Load() {
+			m.Detach()
+		}
+		a.mu.Unlock()
+		o.Reloader = m
+	case cfg.ReloadCmd != "":
+		r, err := reconcile.NewCommandReloader(cfg.ReloadCmd, cfg.ReloadTimeout)
+		if err != nil {
+			return err
+		}
+		o.Reloader = r
+	}
+	// External mode: haproxy is someone else's and assumed to be running.
+	o.Running = !cfg.Managed && (cfg.ReloadCmd != "" || cfg.RuntimeSocket != "")
+	a.rec = reconcile.New(o)
+	a.rec.LoadInstalled()
+	return nil
+}
+
+func (a *Agent) managedHaproxy() *haproxy.Managed {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.managed
+}
+
+// newAPI builds the native JSON API over the core.
+func (a *Agent) newAPI() *api.Server {
+	return api.New(api.Deps{
+		Logger: a.log, Config: a.config, Members: a.store, Applier: a.rec, Definitions: a,
+		Status: agentStatus{a}, Verifier: a.sec.verifier, Limiter: a.sec.limiter,
+		Metrics: a.metrics.handler(), OnChange: a.metrics.registration,
+	})
+}
+
+func lastGoodPath(cfg *config.Config) string {
+	return cfg.StateDir + "/" + config.LastGoodName
 }
 
 // fallBackToLastGood installs the last-known-good config when the first apply failed and the
@@ -277,32 +305,34 @@ func (a *Agent) fallBackToLastGood() error {
 	if _, err := os.Stat(cfg.Output); err == nil {
 		return nil
 	}
-	data, err := os.ReadFile(a.rec.lastGood)
+	data, err := os.ReadFile(a.rec.LastGood())
 	if err != nil {
 		if !cfg.Managed {
 			return nil
 		}
 		return fmt.Errorf("no last-known-good config to start haproxy with: %w", err)
 	}
-	a.log.Warn("starting from the last-known-good config", "path", a.rec.lastGood)
-	if err := os.WriteFile(cfg.Output, data, 0o644); err != nil {
+	a.log.Warn("starting from the last-known-good config", "path", a.rec.LastGood())
+	if err := atomicfile.Write(cfg.Output, data, 0o644); err != nil {
 		return fmt.Errorf("restore last-known-good config: %w", err)
 	}
-	a.rec.loadInstalled()
+	a.rec.LoadInstalled()
 	return nil
 }
 
 // Status is what GET /v1/status answers.
 type Status struct {
-	LastApply      ApplyStatus `json:"last_apply"`
-	PendingChanges int         `json:"pending_changes"`
-	Reloads        uint64      `json:"reloads"`
-	ApplyFailures  uint64      `json:"apply_failures"`
-	HaproxyVersion string      `json:"haproxy_version"`
-	Mode           string      `json:"mode"`
-	Output         string      `json:"output"`
-	Template       string      `json:"template"`
-	HaproxyPID     int         `json:"haproxy_pid,omitempty"`
+	LastApply      reconcile.ApplyStatus `json:"last_apply"`
+	PendingChanges int                   `json:"pending_changes"`
+	Reloads        uint64                `json:"reloads"`
+	ApplyFailures  uint64                `json:"apply_failures"`
+	// HaproxyRestarts counts managed haproxy masters started again after one died.
+	HaproxyRestarts uint64 `json:"haproxy_restarts"`
+	HaproxyVersion  string `json:"haproxy_version"`
+	Mode            string `json:"mode"`
+	Output          string `json:"output"`
+	Template        string `json:"template"`
+	HaproxyPID      int    `json:"haproxy_pid,omitempty"`
 	// ReloadOnly lists the backends whose changes always reload, and why (haproxy 2.6 refuses
 	// dynamic servers there).
 	ReloadOnly map[string]string `json:"reload_only_backends,omitempty"`
@@ -319,19 +349,24 @@ type Status struct {
 }
 
 func (a *Agent) status() Status {
-	last, reloads, failures := a.rec.lastStatus()
+	rs := a.rec.Status()
 	cfg := a.config()
 	s := Status{
-		LastApply: last, PendingChanges: a.rec.pending(), Reloads: reloads, ApplyFailures: failures,
+		LastApply: rs.LastApply, PendingChanges: rs.Pending, Reloads: rs.Reloads, ApplyFailures: rs.Failures,
 		HaproxyVersion: a.version, Mode: "external", Output: cfg.Output, Version: Version,
 		Uptime: time.Since(a.started).Round(time.Second).String(), Template: templateSource(cfg.Templates),
+		ReloadOnly: rs.ReloadOnly, Draining: rs.Draining, RuntimeFallbacks: rs.RuntimeFallbacks,
+		LastRuntimeError: rs.LastRuntimeError, RuntimeAPI: rs.AdminSocket,
 	}
-	if a.managed != nil {
-		s.Mode, s.HaproxyPID = "managed", a.managed.Pid()
+	if m := a.managedHaproxy(); m != nil {
+		s.Mode, s.HaproxyPID, s.HaproxyRestarts = "managed", m.Pid(), m.Restarts()
 	}
-	s.ReloadOnly, s.Draining = a.rec.runtimeStatus()
-	s.RuntimeFallbacks, s.LastRuntimeError = a.rec.fallbackStatus()
-	s.RuntimeAPI = a.rec.admin
 	s.Store = a.storeStatus()
 	return s
 }
+
+// agentStatus is the api.Status of the agent.
+type agentStatus struct{ a *Agent }
+
+func (s agentStatus) Status() any                          { return s.a.status() }
+func (s agentStatus) Health() map[string]map[string]string { return s.a.rec.Health() }

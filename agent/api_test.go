@@ -15,7 +15,10 @@ import (
 	"testing"
 	"time"
 
+	"clb/agent/api"
+	"clb/agent/config"
 	"clb/internal/auth"
+	"clb/internal/testutil"
 )
 
 const testPassword = "s3cret password"
@@ -30,8 +33,8 @@ func testAgent(t *testing.T) (string, *Agent) {
 	if err := os.WriteFile(pw, []byte(testPassword+"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	cfg := Defaults()
-	if err := Decode(&cfg, defaultConfigYAML, "default"); err != nil {
+	cfg := config.Defaults()
+	if err := config.Decode(&cfg, config.DefaultConfigYAML(), "default"); err != nil {
 		t.Fatal(err)
 	}
 	cfg.Listen, cfg.StateDir, cfg.Templates, cfg.PasswordFile = "127.0.0.1:0", dir, filepath.Join(dir, "templates"), pw
@@ -135,7 +138,7 @@ func TestAPIRefusals(t *testing.T) {
 		{name: "address injection", method: "PUT", path: "/v1/services/web/members/x", body: `{"address":"1.2.3.4:80\n    server evil 6.6.6.6"}`, sign: true, status: 400, code: "bad_request", errHas: "address"},
 		{name: "zone injection", method: "PUT", path: "/v1/services/web/members/x", body: `{"zone":"a b"}`, sign: true, status: 400, code: "bad_request", errHas: "zone"},
 		{name: "name mismatch", method: "PUT", path: "/v1/services/web/members/x", body: `{"name":"y"}`, sign: true, status: 400, code: "bad_request", errHas: "body names member"},
-		{name: "too large", method: "PUT", path: "/v1/services/web/members/x", body: `{"zone":"` + strings.Repeat("a", maxBody) + `"}`, sign: true, status: 413, code: "too_large"},
+		{name: "too large", method: "PUT", path: "/v1/services/web/members/x", body: `{"zone":"` + strings.Repeat("a", api.MaxBody) + `"}`, sign: true, status: 413, code: "too_large"},
 		{name: "method not allowed", method: "PATCH", path: "/v1/services/web/members/x", sign: true, status: 405, code: "method_not_allowed", errHas: "PATCH"},
 		{name: "no such endpoint", method: "GET", path: "/v2/x", status: 404, code: "not_found", errHas: "no such endpoint"},
 		{name: "unregister unknown", method: "DELETE", path: "/v1/services/web/members/ghost", sign: true, status: 404, code: "not_found", errHas: "not registered"},
@@ -198,3 +201,4 @@ func TestAPIRegisterDefaults(t *testing.T) {
 		t.Errorf("PUT ?wait=false = %d %v, want 202 with a status URL", st, out)
 	}
 }
+func requireHaproxy(t testing.TB) { testutil.RequireHaproxy(t) }

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"clb/agent/api"
 	"clb/internal/auth"
 )
 
@@ -163,7 +164,7 @@ func badCases() []badCase {
 		reg("port negative", `{"port":-1}`, "port -1"),
 		reg("weight too high", `{"weight":257}`, "weight 257"),
 		reg("weight negative", `{"weight":-1}`, "weight -1"),
-		{name: "oversize body", method: "PUT", path: memberPath + "x", body: `{"zone":"` + strings.Repeat("a", maxBody) + `"}`, key: "default", status: 413, code: "too_large", errHas: "larger than 65536 bytes"},
+		{name: "oversize body", method: "PUT", path: memberPath + "x", body: `{"zone":"` + strings.Repeat("a", api.MaxBody) + `"}`, key: "default", status: 413, code: "too_large", errHas: "larger than 65536 bytes"},
 
 		// Injection: newline, '#', space in every field.
 		reg("address newline", `{"address":"1.2.3.4\n    server evil 6.6.6.6:80"}`, "address"),

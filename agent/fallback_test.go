@@ -1,6 +1,9 @@
 package agent
 
 import (
+	"clb/agent/config"
+	"clb/agent/reconcile"
+	"clb/internal/haproxy"
 	"context"
 	"errors"
 	"fmt"
@@ -19,7 +22,7 @@ import (
 // failingRuntime wraps the real runtime client and fails `add server` while fail is set: the
 // failure injection at an interface clbd owns.
 type failingRuntime struct {
-	runtimeClient
+	haproxy.RuntimeClient
 	fail *atomic.Bool
 }
 
@@ -27,7 +30,7 @@ func (f failingRuntime) AddServer(backend, name, attrs string) error {
 	if f.fail.Load() {
 		return errors.New("injected failure")
 	}
-	return f.runtimeClient.AddServer(backend, name, attrs)
+	return f.RuntimeClient.AddServer(backend, name, attrs)
 }
 
 // TestRuntimeFailureFallsBackToReload: a runtime command that fails is made up for by a
@@ -44,18 +47,18 @@ func TestRuntimeFailureFallsBackToReload(t *testing.T) {
 		t.Fatal(err)
 	}
 	front, member := freeTCPPort(t), freeTCPPort(t)
-	cfg := Defaults()
+	cfg := config.Defaults()
 	yml := fmt.Sprintf("services:\n  web:\n    listeners:\n      - port: %d\n        address: 127.0.0.1\n        member_port: %d\n", front, member)
-	if err := Decode(&cfg, []byte(yml), "test"); err != nil {
+	if err := config.Decode(&cfg, []byte(yml), "test"); err != nil {
 		t.Fatal(err)
 	}
 	cfg.Listen, cfg.StateDir, cfg.Templates, cfg.PasswordFile, cfg.Managed = "127.0.0.1:0", dir, filepath.Join(dir, "templates"), pwPath, true
-	cfg.Output = OutputPath(&cfg, false)
+	cfg.Output = config.OutputPath(&cfg, false)
 	var fail atomic.Bool
 	ready := make(chan net.Addr, 1)
 	a, err := New(&cfg, Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Ready: ready,
-		wrapRuntime: func(dial func(context.Context) (runtimeClient, error)) func(context.Context) (runtimeClient, error) {
-			return func(ctx context.Context) (runtimeClient, error) {
+		wrapRuntime: func(dial reconcile.Dialer) reconcile.Dialer {
+			return func(ctx context.Context) (haproxy.RuntimeClient, error) {
 				rt, err := dial(ctx)
 				if err != nil {
 					return nil, err

@@ -2,11 +2,7 @@ package agent
 
 import (
 	"context"
-	"fmt"
-	"net/http"
 	"time"
-
-	"clb/internal/model"
 )
 
 // Leases. `clb_register --ttl 30s` sends "ttl": "30s" with a registration; clbd removes the
@@ -19,64 +15,6 @@ import (
 // start-up, because clbd cannot know who renewed while it was down. So a restart does not
 // expire everyone at once (members renewing every TTL/3 are back in time), and a member that
 // died meanwhile is gone one TTL after the restart.
-
-// Lease bounds: the shortest lease is configurable (lease_min_ttl, 1s at the least, for tests
-// and very dynamic fleets), the longest is fixed.
-const (
-	defaultLeaseMinTTL        = 5 * time.Second
-	maxLeaseTTL               = 24 * time.Hour
-	defaultLeaseCheckInterval = time.Second
-)
-
-// validateLeases fills the lease defaults and checks their ranges.
-func (c *Config) validateLeases() []error {
-	var errs []error
-	if c.LeaseMinTTL == 0 {
-		c.LeaseMinTTL = defaultLeaseMinTTL
-	}
-	if c.LeaseCheckInterval == 0 {
-		c.LeaseCheckInterval = defaultLeaseCheckInterval
-	}
-	if c.LeaseMinTTL < time.Second || c.LeaseMinTTL > maxLeaseTTL {
-		errs = append(errs, fmt.Errorf("lease_min_ttl %s: want 1s-%s", c.LeaseMinTTL, maxLeaseTTL))
-	}
-	if c.LeaseCheckInterval < 100*time.Millisecond || c.LeaseCheckInterval > time.Minute {
-		errs = append(errs, fmt.Errorf("lease_check_interval %s: want 100ms-1m", c.LeaseCheckInterval))
-	}
-	return errs
-}
-
-// leaseTTL parses the "ttl" of a registration; empty means a permanent member.
-func (c *Config) leaseTTL(s string) (time.Duration, error) {
-	if s == "" {
-		return 0, nil
-	}
-	d, err := time.ParseDuration(s)
-	if err != nil {
-		if len(s) > 40 {
-			s = s[:40] + "..."
-		}
-		return 0, errorf(http.StatusBadRequest, "bad_request", "ttl %q: want a duration such as \"30s\"", s)
-	}
-	if d < c.LeaseMinTTL || d > maxLeaseTTL {
-		return 0, errorf(http.StatusBadRequest, "bad_request", "ttl %s: want %s-%s", d, c.LeaseMinTTL, maxLeaseTTL)
-	}
-	return d, nil
-}
-
-// saveMember stores a registration: a lease when the request has a TTL, else a permanent
-// member (which also ends a lease the member had). It reports whether the stored state changed.
-func (h *api) saveMember(service string, m model.Member, ttl string) (bool, error) {
-	d, err := h.a.config().leaseTTL(ttl)
-	if err != nil {
-		return false, err
-	}
-	if d == 0 {
-		return h.a.store.Put(service, m)
-	}
-	changed, _, err := h.a.store.PutLease(service, m, d, time.Now())
-	return changed, err
-}
 
 // expireLeases removes lapsed members every lease_check_interval until ctx ends.
 func (a *Agent) expireLeases(ctx context.Context) error {
@@ -105,6 +43,6 @@ func (a *Agent) expire(now time.Time) {
 		a.metrics.registration(e.Service, "expire")
 	}
 	if len(expired) > 0 {
-		a.rec.trigger()
+		a.rec.Trigger()
 	}
 }

@@ -7,6 +7,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"clb/agent/api"
+	"clb/agent/reconcile"
 )
 
 // metrics are clbd's Prometheus metrics, on a registry of the agent's own (several agents can
@@ -46,7 +49,8 @@ func (m *metrics) handler() http.Handler {
 	return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{})
 }
 
-func (m *metrics) observeApply(path string, err error, d time.Duration) {
+// ObserveApply counts an apply (reconcile.Observer).
+func (m *metrics) ObserveApply(path string, err error, d time.Duration) {
 	if m == nil {
 		return
 	}
@@ -58,7 +62,7 @@ func (m *metrics) observeApply(path string, err error, d time.Duration) {
 	if err == nil {
 		m.applySeconds.WithLabelValues(path).Observe(d.Seconds())
 	}
-	if path == applyReload || path == applyFallback {
+	if path == reconcile.PathReload || path == reconcile.PathFallback {
 		m.reloads.WithLabelValues(result).Inc()
 	}
 }
@@ -76,7 +80,8 @@ type stateCollector struct{ a *Agent }
 var (
 	membersDesc  = prometheus.NewDesc("clb_members", "Registered members by service.", []string{"service"}, nil)
 	healthDesc   = prometheus.NewDesc("clb_member_health", "Members by service and health as haproxy last reported it (up, down, maint, drain, unknown).", []string{"service", "health"}, nil)
-	pendingDesc  = prometheus.NewDesc("clb_pending_changes", "API calls waiting for an apply.", nil, nil)
+	pendingDesc  = prometheus.NewDesc("clb_pending_changes", "Changes stored but not yet applied to haproxy (asked for since the last successful apply).", nil, nil)
+	restartsDesc = prometheus.NewDesc("clb_haproxy_restarts_total", "Managed haproxy masters started again after one died.", nil, nil)
 	drainingDesc = prometheus.NewDesc("clb_draining_servers", "Servers out of rotation waiting for their connections to end.", nil, nil)
 	forcedDesc   = prometheus.NewDesc("clb_reload_only_backends", "Backends haproxy cannot change at runtime (changes reload).", nil, nil)
 	lastOKDesc   = prometheus.NewDesc("clb_last_apply_success", "1 if the last apply succeeded.", nil, nil)
@@ -84,7 +89,7 @@ var (
 )
 
 func (c *stateCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{membersDesc, healthDesc, pendingDesc, drainingDesc, forcedDesc, lastOKDesc, authDesc, storeAvailableDesc, storeRevisionDesc} {
+	for _, d := range []*prometheus.Desc{membersDesc, healthDesc, pendingDesc, restartsDesc, drainingDesc, forcedDesc, lastOKDesc, authDesc, storeAvailableDesc, storeRevisionDesc} {
 		ch <- d
 	}
 }
@@ -94,8 +99,7 @@ func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
 	if a.store == nil || a.rec == nil {
 		return
 	}
-	health := a.rec.healthSnapshot()
-	for _, v := range a.views(health) {
+	for _, v := range api.Views(a.config(), a.store.Snapshot(), a.rec.Health()) {
 		ch <- prometheus.MustNewConstMetric(membersDesc, prometheus.GaugeValue, float64(len(v.Members)), v.Name)
 		counts := map[string]int{}
 		for _, m := range v.Members {
@@ -105,16 +109,18 @@ func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
 			ch <- prometheus.MustNewConstMetric(healthDesc, prometheus.GaugeValue, float64(n), v.Name, h)
 		}
 	}
-	forced, draining := a.rec.runtimeStatus()
-	last, _, _ := a.rec.lastStatus()
+	rs := a.rec.Status()
 	ok := 0.0
-	if last.Result == "ok" {
+	if rs.LastApply.Result == "ok" {
 		ok = 1
 	}
-	ch <- prometheus.MustNewConstMetric(pendingDesc, prometheus.GaugeValue, float64(a.rec.pending()))
-	ch <- prometheus.MustNewConstMetric(drainingDesc, prometheus.GaugeValue, float64(draining))
-	ch <- prometheus.MustNewConstMetric(forcedDesc, prometheus.GaugeValue, float64(len(forced)))
+	ch <- prometheus.MustNewConstMetric(pendingDesc, prometheus.GaugeValue, float64(rs.Pending))
+	ch <- prometheus.MustNewConstMetric(drainingDesc, prometheus.GaugeValue, float64(rs.Draining))
+	ch <- prometheus.MustNewConstMetric(forcedDesc, prometheus.GaugeValue, float64(len(rs.ReloadOnly)))
 	ch <- prometheus.MustNewConstMetric(lastOKDesc, prometheus.GaugeValue, ok)
+	if m := a.managedHaproxy(); m != nil {
+		ch <- prometheus.MustNewConstMetric(restartsDesc, prometheus.CounterValue, float64(m.Restarts()))
+	}
 	a.collectStore(ch)
 	ch <- prometheus.MustNewConstMetric(authDesc, prometheus.CounterValue, float64(a.AuthFailures()), "unauthenticated")
 	ch <- prometheus.MustNewConstMetric(authDesc, prometheus.CounterValue, float64(a.AuthRateLimited()), "rate_limited")

@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"clb/agent/config"
 	"clb/internal/auth"
 	"clb/internal/testutil"
 )
@@ -59,7 +60,7 @@ type secureAgent struct {
 type secureOpts struct {
 	maxMembers int
 	burst      int
-	tweak      func(*Config)
+	tweak      func(*config.Config)
 }
 
 func freeTCPPort(t *testing.T) int { return testutil.FreePort(t) }
@@ -115,12 +116,12 @@ func newSecureAgent(t *testing.T, o secureOpts) *secureAgent {
         address: 127.0.0.1
         member_port: 8080
 `, front, s.b1Port, freeTCPPort(t), freeTCPPort(t))
-	cfg := Defaults()
-	if err := Decode(&cfg, []byte(yaml), "test"); err != nil {
+	cfg := config.Defaults()
+	if err := config.Decode(&cfg, []byte(yaml), "test"); err != nil {
 		t.Fatal(err)
 	}
 	cfg.Listen, cfg.StateDir, cfg.Templates = "127.0.0.1:0", dir, filepath.Join(dir, "templates")
-	cfg.Managed, cfg.Output = true, filepath.Join(dir, managedCfgName)
+	cfg.Managed, cfg.Output = true, filepath.Join(dir, config.ManagedCfgName)
 	cfg.PasswordFile, cfg.KeysFile = pw, s.keys
 	cfg.RequestTimeout = 15 * time.Second
 	cfg.MaxMembers, cfg.AuthFailBurst = o.maxMembers, o.burst

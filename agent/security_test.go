@@ -18,9 +18,11 @@ import (
 	"testing"
 	"time"
 
+	"clb/agent/config"
 	"clb/internal/auth"
 	"clb/internal/testutil"
 	"clb/register"
+	"io"
 )
 
 // waitUntil polls cond (a state, not a duration: the test fails only if it never holds).
@@ -41,7 +43,7 @@ func clbdKeys(t *testing.T, file string, args ...string) (string, string, int) {
 	var stdout, stderr bytes.Buffer
 	full := append([]string{"clbd", "keys"}, args[0], "--keys-file", file)
 	full = append(full, args[1:]...)
-	code := Main(full, &stdout, &stderr)
+	code := CLIMain(full, &stdout, &stderr)
 	return stdout.String(), stderr.String(), code
 }
 
@@ -125,8 +127,8 @@ func TestKeysFileRefused(t *testing.T) {
 	}
 
 	// At start the same file is an error.
-	cfg := Defaults()
-	if err := Decode(&cfg, defaultConfigYAML, "default"); err != nil {
+	cfg := config.Defaults()
+	if err := config.Decode(&cfg, config.DefaultConfigYAML(), "default"); err != nil {
 		t.Fatal(err)
 	}
 	cfg.StateDir, cfg.Listen, cfg.Output, cfg.KeysFile = t.TempDir(), "127.0.0.1:0", filepath.Join(t.TempDir(), "haproxy.cfg"), s.keys
@@ -201,7 +203,7 @@ func TestTLS(t *testing.T) {
 	caPath, _, ca, caKey := testCert(t, dir, "ca", true, nil, nil)
 	certPath, keyPath, cert, _ := testCert(t, dir, "server", false, ca, caKey)
 	clientCert, clientKey, _, _ := testCert(t, dir, "client", false, ca, caKey)
-	s := newSecureAgent(t, secureOpts{tweak: func(c *Config) { c.TLSCert, c.TLSKey, c.TLSClientCA = certPath, keyPath, caPath }})
+	s := newSecureAgent(t, secureOpts{tweak: func(c *config.Config) { c.TLSCert, c.TLSKey, c.TLSClientCA = certPath, keyPath, caPath }})
 
 	call := func(opts register.TLSOptions) (int, error) {
 		hc, err := opts.HTTPClient()
@@ -337,51 +339,6 @@ func mustPair(t *testing.T, cert, key string) []tls.Certificate {
 	return []tls.Certificate{pair}
 }
 
-// TestSecurityConfigValidation: the security settings and paths are checked with errors that
-// name the setting.
-func TestSecurityConfigValidation(t *testing.T) {
-	tests := []struct {
-		name   string
-		tweak  func(*Config)
-		errHas string
-	}{
-		{name: "cert without key", tweak: func(c *Config) { c.TLSCert = "/c.pem" }, errHas: "tls_cert and tls_key: give both"},
-		{name: "client ca without cert", tweak: func(c *Config) { c.TLSClientCA = "/ca.pem" }, errHas: "tls_client_ca needs tls_cert"},
-		{name: "newline in keys file", tweak: func(c *Config) { c.KeysFile = "/etc/clb/keys\n.yaml" }, errHas: "keys_file: path"},
-		{name: "control char in state dir", tweak: func(c *Config) { c.StateDir = "/var/lib/\x01clb" }, errHas: "state_dir: path"},
-		{name: "listen without port", tweak: func(c *Config) { c.Listen = "127.0.0.1" }, errHas: "listen \"127.0.0.1\": want HOST:PORT"},
-		{name: "listen bad port", tweak: func(c *Config) { c.Listen = ":99999" }, errHas: "port \"99999\""},
-		{name: "listen bad host", tweak: func(c *Config) { c.Listen = "a b:80" }, errHas: "host \"a b\""},
-		{name: "burst negative", tweak: func(c *Config) { c.AuthFailBurst = -1 }, errHas: "auth_fail_burst -1"},
-		{name: "max members negative", tweak: func(c *Config) { c.MaxMembers = -5 }, errHas: "max_members -5"},
-		{name: "defaults", tweak: func(c *Config) {}},
-		{name: "listen ipv6", tweak: func(c *Config) { c.Listen = "[::1]:8090" }},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			cfg := Defaults()
-			if err := Decode(&cfg, defaultConfigYAML, "default"); err != nil {
-				t.Fatal(err)
-			}
-			tt.tweak(&cfg)
-			err := cfg.Validate()
-			if tt.errHas == "" {
-				if err != nil {
-					t.Fatalf("Validate() = %v, want nil", err)
-				}
-				if cfg.MaxMembers != DefaultMaxMembers || cfg.AuthFailBurst != DefaultAuthFailBurst {
-					t.Errorf("defaults not filled: max_members %d, auth_fail_burst %d", cfg.MaxMembers, cfg.AuthFailBurst)
-				}
-				return
-			}
-			if err == nil || !strings.Contains(err.Error(), tt.errHas) {
-				t.Fatalf("Validate() = %v, want an error containing %q", err, tt.errHas)
-			}
-		})
-	}
-}
-
-// TestFileModes: what clbd writes is private to its user (or group, for the state).
 func TestFileModes(t *testing.T) {
 	s := newSecureAgent(t, secureOpts{})
 	if st, out := s.call("PUT", memberPath+"m1", "default", fmt.Sprintf(`{"address":"127.0.0.1","port":%d}`, s.b1Port)); st != http.StatusOK {
@@ -393,9 +350,9 @@ func TestFileModes(t *testing.T) {
 		deny os.FileMode
 	}{
 		{"state.json", 0o027},
-		{lastGoodName, 0o077},
+		{config.LastGoodName, 0o077},
 		{"haproxy-master.sock", 0o077},
-		{adminSocketName, 0o077},
+		{config.AdminSocketName, 0o077},
 		{".", 0o027},
 	}
 	for _, tt := range tests {
@@ -434,7 +391,7 @@ func TestPasswdRotatesTheSharedPassword(t *testing.T) {
 		t.Fatal(err)
 	}
 	var out, errOut strings.Builder
-	if code := Main([]string{"clbd", "passwd", "--config", cfgFile}, &out, &errOut); code != 0 {
+	if code := CLIMain([]string{"clbd", "passwd", "--config", cfgFile}, &out, &errOut); code != 0 {
 		t.Fatalf("clbd passwd: exit %d: %s", code, errOut.String())
 	}
 	newPW := strings.TrimSpace(out.String())
@@ -459,3 +416,7 @@ func TestPasswdRotatesTheSharedPassword(t *testing.T) {
 		t.Errorf("the old password after clbd passwd: %d, want 401", code)
 	}
 }
+
+// CLIMain is clbd's command line (clbdcli.Main), set by cli_hook_test.go: package clbdcli
+// imports agent, so only the external test package may import it.
+var CLIMain func(args []string, stdout, stderr io.Writer) int

@@ -1,6 +1,8 @@
 package agent
 
 import (
+	"clb/agent/config"
+
 	"crypto/tls"
 	"crypto/x509"
 	"fmt"
@@ -93,7 +95,7 @@ func (c *certReloader) GetCertificate(*tls.ClientHelloInfo) (*tls.Certificate, e
 }
 
 // serverTLSConfig is the API's TLS config, or nil without tls_cert.
-func serverTLSConfig(cfg *Config, log *slog.Logger) (*tls.Config, error) {
+func serverTLSConfig(cfg *config.Config, log *slog.Logger) (*tls.Config, error) {
 	if cfg.TLSCert == "" {
 		return nil, nil
 	}

@@ -10,6 +10,7 @@ import (
 
 	"github.com/fsnotify/fsnotify"
 
+	"clb/agent/config"
 	"clb/internal/render"
 	"clb/templates"
 )
@@ -43,7 +44,7 @@ func (a *Agent) watch(ctx context.Context) error {
 		if err := os.MkdirAll(cfg.Templates, 0o755); err != nil {
 			a.log.Warn("templates dir is missing and cannot be created; template changes are not watched", "path", cfg.Templates, "err", err)
 		} else {
-			files = append(files, watchedFile{filepath.Join(cfg.Templates, templates.Name), "template", func() { a.rec.trigger() }})
+			files = append(files, watchedFile{filepath.Join(cfg.Templates, templates.Name), "template", func() { a.rec.Trigger() }})
 		}
 	}
 	if a.opts.ConfigPath != "" && a.opts.Reload != nil {
@@ -51,7 +52,7 @@ func (a *Agent) watch(ctx context.Context) error {
 	}
 	// Keys come from the keys file and the password file. A file renamed away is followed by
 	// the Create of the new one: only react to events that leave a file there.
-	for _, kf := range []struct{ path, what string }{{cfg.KeysFile, "keys file"}, {passwordPath(cfg), "password file"}} {
+	for _, kf := range []struct{ path, what string }{{cfg.KeysFile, "keys file"}, {config.PasswordPath(cfg), "password file"}} {
 		if kf.path == "" {
 			continue
 		}
@@ -79,7 +80,7 @@ func (a *Agent) watch(ctx context.Context) error {
 	for _, f := range watched {
 		f.fn()
 	}
-	a.rec.trigger()
+	a.rec.Trigger()
 
 	for {
 		select {
@@ -108,6 +109,7 @@ func (a *Agent) watch(ctx context.Context) error {
 func (a *Agent) reloadConfig() {
 	next, err := a.opts.Reload()
 	if err == nil {
+		next.SetDefaults()
 		err = next.Validate()
 	}
 	if errors.Is(err, os.ErrNotExist) {
@@ -137,5 +139,5 @@ func (a *Agent) reloadConfig() {
 	}
 	merged := a.config()
 	a.log.Info("config reloaded", "path", a.opts.ConfigPath, "services", len(merged.Services))
-	a.rec.trigger()
+	a.rec.Trigger()
 }

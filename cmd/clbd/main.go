@@ -1,13 +1,14 @@
 // Command clbd is the clb load-balancer agent: it runs beside haproxy, takes authenticated
-// register/unregister calls on port 8090 and applies them to haproxy. See package agent.
+// register/unregister calls on port 8090 and applies them to haproxy. The command line is
+// package internal/clbdcli; the daemon is package agent.
 package main
 
 import (
 	"os"
 
-	"clb/agent"
+	"clb/internal/clbdcli"
 )
 
 func main() {
-	os.Exit(agent.Main(os.Args, os.Stdout, os.Stderr))
+	os.Exit(clbdcli.Main(os.Args, os.Stdout, os.Stderr))
 }

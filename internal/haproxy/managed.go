@@ -93,6 +93,8 @@ type Managed struct {
 	recent []outputLine
 	done   chan struct{} // closed when Run returns
 	detach atomic.Bool
+	// restarts counts masters started again after one died.
+	restarts atomic.Uint64
 
 	// Restart policy; tests shorten it.
 	backoffMin, backoffMax time.Duration
@@ -162,6 +164,9 @@ func (m *Managed) Pid() int {
 	}
 	return m.cur.pid
 }
+
+// Restarts is how many times haproxy was started again after its master died.
+func (m *Managed) Restarts() uint64 { return m.restarts.Load() }
 
 // Detach makes the next return of Run leave haproxy running, so that a
 // re-executed clbd can adopt it without interrupting traffic.
@@ -258,6 +263,7 @@ func (m *Managed) supervise(ctx context.Context, p *process) error {
 			} else {
 				p = np
 				m.setCurrent(p)
+				m.restarts.Add(1)
 			}
 		}
 		var exited <-chan struct{}

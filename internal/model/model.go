@@ -152,10 +152,13 @@ func DefaultName(address string, port int) string {
 	return address + ":" + strconv.Itoa(port)
 }
 
-// clip keeps error messages short and on one line whatever the input was.
-func clip(s string) string {
-	if len(s) > 80 {
-		s = s[:80] + "..."
+// Clip keeps error messages short whatever the input was: s cut to n bytes, with "..." when
+// it was longer. Every package that quotes user input in an error uses it.
+func Clip(s string, n int) string {
+	if len(s) > n {
+		s = s[:n] + "..."
 	}
 	return s
 }
+
+func clip(s string) string { return Clip(s, 80) }

@@ -21,7 +21,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
-	"clb/agent"
+	"clb/internal/clbdcli"
 	"clb/register"
 )
 
@@ -41,7 +41,7 @@ type program struct {
 
 func programs() []program {
 	return []program{
-		{agent.App(io.Discard, io.Discard), 8},
+		{clbdcli.App(io.Discard, io.Discard), 8},
 		{register.App("clb_register", false), 1},
 		{register.App("clb_unregister", true), 1},
 	}

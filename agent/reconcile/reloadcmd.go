@@ -1,4 +1,4 @@
-package agent
+package reconcile
 
 import (
 	"context"
@@ -12,14 +12,14 @@ import (
 	"clb/internal/haproxy"
 )
 
-// commandReloader runs --reload-cmd, parsed as shell words (quotes and escapes as a shell
+// CommandReloader runs --reload-cmd, parsed as shell words (quotes and escapes as a shell
 // would, no shell started), with a timeout; its output goes into the error when it fails.
-type commandReloader struct {
+type CommandReloader struct {
 	argv    []string
 	timeout time.Duration
 }
 
-func newCommandReloader(cmdline string, timeout time.Duration) (*commandReloader, error) {
+func NewCommandReloader(cmdline string, timeout time.Duration) (*CommandReloader, error) {
 	argv, err := shellwords.Parse(cmdline)
 	if err != nil {
 		return nil, fmt.Errorf("reload_cmd %q: %w", cmdline, err)
@@ -27,10 +27,10 @@ func newCommandReloader(cmdline string, timeout time.Duration) (*commandReloader
 	if len(argv) == 0 {
 		return nil, fmt.Errorf("reload_cmd %q: no command", cmdline)
 	}
-	return &commandReloader{argv: argv, timeout: timeout}, nil
+	return &CommandReloader{argv: argv, timeout: timeout}, nil
 }
 
-func (c *commandReloader) Reload(ctx context.Context) error {
+func (c *CommandReloader) Reload(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, c.timeout)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, c.argv[0], c.argv[1:]...)

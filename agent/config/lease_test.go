@@ -1,4 +1,4 @@
-package agent
+package config
 
 import (
 	"strings"
@@ -21,6 +21,7 @@ func TestLeaseConfig(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			c := Config{LeaseMinTTL: tt.min, LeaseCheckInterval: tt.chk}
+			c.SetDefaults()
 			errs := c.validateLeases()
 			var got string
 			if len(errs) > 0 {
@@ -29,7 +30,7 @@ func TestLeaseConfig(t *testing.T) {
 			if got != tt.wantErr {
 				t.Fatalf("validateLeases() = %q, want %q", got, tt.wantErr)
 			}
-			if tt.min == 0 && c.LeaseMinTTL != defaultLeaseMinTTL || tt.chk == 0 && c.LeaseCheckInterval != defaultLeaseCheckInterval {
+			if tt.min == 0 && c.LeaseMinTTL != DefaultLeaseMinTTL || tt.chk == 0 && c.LeaseCheckInterval != DefaultLeaseCheckInterval {
 				t.Errorf("defaults not filled: %s, %s", c.LeaseMinTTL, c.LeaseCheckInterval)
 			}
 		})
@@ -38,7 +39,7 @@ func TestLeaseConfig(t *testing.T) {
 
 func TestLeaseTTL(t *testing.T) {
 	c := Config{}
-	c.validateLeases()
+	c.SetDefaults()
 	tests := []struct {
 		in      string
 		want    time.Duration
@@ -55,16 +56,15 @@ func TestLeaseTTL(t *testing.T) {
 		{in: strings.Repeat("9", 100), wantErr: `ttl "9999999999999999999999999999999999999999...": want a duration`},
 	}
 	for _, tt := range tests {
-		got, err := c.leaseTTL(tt.in)
+		got, err := c.LeaseTTL(tt.in)
 		if tt.wantErr != "" {
-			ae, ok := err.(*apiError)
-			if !ok || ae.Status != 400 || !strings.Contains(ae.Msg, tt.wantErr) {
-				t.Errorf("leaseTTL(%q) = %v, %v; want a 400 containing %q", tt.in, got, err, tt.wantErr)
+			if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+				t.Errorf("LeaseTTL(%q) = %v, %v; want an error containing %q", tt.in, got, err, tt.wantErr)
 			}
 			continue
 		}
 		if err != nil || got != tt.want {
-			t.Errorf("leaseTTL(%q) = %v, %v; want %v", tt.in, got, err, tt.want)
+			t.Errorf("LeaseTTL(%q) = %v, %v; want %v", tt.in, got, err, tt.want)
 		}
 	}
 }

@@ -1,28 +1,28 @@
-package agent
+package api
 
 import (
 	"bytes"
 	"errors"
 	"io"
 	"net/http"
-	"slices"
 
 	"gopkg.in/yaml.v3"
 
+	"clb/agent/config"
 	"clb/internal/model"
 )
 
-// Admin endpoints: services defined through the API and zones taken out of rotation. Both are
-// kept in STATE_DIR/definitions.yaml and applied like any other change.
+// Admin endpoints: services defined through the API and zones taken out of rotation, applied
+// like any other change.
 
 // putService defines or replaces a service. The body is the service as in the config file, in
 // JSON (or YAML): {"listeners":[{"port":80,"member_port":8080}],"health_check":{...},...}.
-func (h *api) putService(r *http.Request, body []byte) (int, any, error) {
+func (h *Server) putService(r *http.Request, body []byte) (int, any, error) {
 	name := r.PathValue("service")
 	if err := model.ValidateServiceName(name); err != nil {
 		return 0, nil, errorf(http.StatusBadRequest, "bad_request", "%v", err)
 	}
-	var svc Service
+	var svc config.Service
 	dec := yaml.NewDecoder(bytes.NewReader(body))
 	dec.KnownFields(true)
 	if err := dec.Decode(&svc); err != nil {
@@ -31,20 +31,13 @@ func (h *api) putService(r *http.Request, body []byte) (int, any, error) {
 		}
 		return 0, nil, errorf(http.StatusBadRequest, "bad_request", "decode service %s: %v", name, err)
 	}
-	if err := svc.validate(name); err != nil {
+	checked := svc
+	checked.SetDefaults()
+	if err := checked.Validate(name); err != nil {
 		return 0, nil, errorf(http.StatusBadRequest, "bad_request", "%v", err)
 	}
-	h.a.cfgMu.Lock()
-	_, inFile := h.a.fileServices[name]
-	h.a.cfgMu.Unlock()
-	if inFile {
-		return 0, nil, errorf(http.StatusConflict, "conflict", "service %s is defined in the config file; change it there", name)
-	}
-	if err := h.changeDefs(func(f *defsFile) error {
-		f.Services[name] = svc
-		return nil
-	}); err != nil {
-		return 0, nil, err
+	if err := h.d.Definitions.DefineService(name, svc); err != nil {
+		return 0, nil, storeError("define service "+name, err)
 	}
 	h.log.Info("service defined", "service", name)
 	return h.awaitChange(r, map[string]any{"service": name})
@@ -52,25 +45,13 @@ func (h *api) putService(r *http.Request, body []byte) (int, any, error) {
 
 // deleteService removes a service defined through the API. Its members stay in the state, so
 // defining the service again brings them back.
-func (h *api) deleteService(r *http.Request, _ []byte) (int, any, error) {
+func (h *Server) deleteService(r *http.Request, _ []byte) (int, any, error) {
 	name := r.PathValue("service")
 	if err := model.ValidateServiceName(name); err != nil {
 		return 0, nil, errorf(http.StatusBadRequest, "bad_request", "%v", err)
 	}
-	h.a.cfgMu.Lock()
-	_, inFile := h.a.fileServices[name]
-	h.a.cfgMu.Unlock()
-	if inFile {
-		return 0, nil, errorf(http.StatusConflict, "conflict", "service %s is defined in the config file; remove it there", name)
-	}
-	if err := h.changeDefs(func(f *defsFile) error {
-		if _, ok := f.Services[name]; !ok {
-			return errorf(http.StatusNotFound, "not_found", "unknown service %q: it was not defined through the API", name)
-		}
-		delete(f.Services, name)
-		return nil
-	}); err != nil {
-		return 0, nil, err
+	if err := h.d.Definitions.RemoveService(name); err != nil {
+		return 0, nil, storeError("remove service "+name, err)
 	}
 	h.log.Info("service removed", "service", name)
 	return h.awaitChange(r, map[string]any{"service": name})
@@ -78,7 +59,7 @@ func (h *api) deleteService(r *http.Request, _ []byte) (int, any, error) {
 
 // setZone takes a zone of a service out of rotation (its members get weight 0: no new
 // requests, in-flight ones finish) or puts it back.
-func (h *api) setZone(enable bool) func(r *http.Request, body []byte) (int, any, error) {
+func (h *Server) setZone(enable bool) func(r *http.Request, body []byte) (int, any, error) {
 	return func(r *http.Request, _ []byte) (int, any, error) {
 		service, _, err := h.service(r)
 		if err != nil {
@@ -88,20 +69,8 @@ func (h *api) setZone(enable bool) func(r *http.Request, body []byte) (int, any,
 		if err := model.ValidateZone(zone); err != nil || zone == "" {
 			return 0, nil, errorf(http.StatusBadRequest, "bad_request", "zone %q: want 1-64 of a-z 0-9 - _", zone)
 		}
-		if err := h.changeDefs(func(f *defsFile) error {
-			zones := slices.DeleteFunc(slices.Clone(f.DisabledZones[service]), func(z string) bool { return z == zone })
-			if !enable {
-				zones = append(zones, zone)
-				slices.Sort(zones)
-			}
-			if len(zones) == 0 {
-				delete(f.DisabledZones, service)
-			} else {
-				f.DisabledZones[service] = zones
-			}
-			return nil
-		}); err != nil {
-			return 0, nil, err
+		if err := h.d.Definitions.SetZone(service, zone, enable); err != nil {
+			return 0, nil, storeError("set zone "+zone, err)
 		}
 		verb := map[bool]string{true: "enabled", false: "disabled"}[enable]
 		h.log.Info("zone "+verb, "service", service, "zone", zone)
@@ -109,29 +78,9 @@ func (h *api) setZone(enable bool) func(r *http.Request, body []byte) (int, any,
 	}
 }
 
-// changeDefs saves a definitions change and makes it the running config; a change that makes
-// the config invalid (a listener already used, say) is undone.
-func (h *api) changeDefs(fn func(f *defsFile) error) error {
-	before := h.a.defs.snapshot()
-	if err := h.a.defs.update(fn); err != nil {
-		var ae *apiError
-		if errors.As(err, &ae) {
-			return err
-		}
-		return storeError("save definitions", err)
-	}
-	if err := h.a.setServices(nil); err != nil {
-		if rerr := h.a.defs.update(func(f *defsFile) error { *f = before; return nil }); rerr != nil {
-			h.log.Error("undo definitions change", "err", rerr)
-		}
-		return errorf(http.StatusConflict, "conflict", "%v", err)
-	}
-	return nil
-}
-
 // awaitChange waits for the apply of a definitions change, like a registration does.
-func (h *api) awaitChange(r *http.Request, body map[string]any) (int, any, error) {
-	done := h.a.rec.trigger()
+func (h *Server) awaitChange(r *http.Request, body map[string]any) (int, any, error) {
+	done := h.d.Applier.Trigger()
 	if r.URL.Query().Get("wait") == "false" {
 		body["status_url"] = "/v1/status"
 		return http.StatusAccepted, body, nil

@@ -1,15 +1,13 @@
-package agent
+package reconcile
 
 import (
-	"errors"
-	"net/http"
-	"net/http/httptest"
 	"regexp"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	"clb/agent/config"
 	"clb/internal/model"
 	"clb/internal/render"
 	"clb/internal/store"
@@ -18,29 +16,30 @@ import (
 // The fuzz targets prove that no input can add a line, a directive or a section to the
 // rendered haproxy.cfg. They run as unit tests on their seeds; run them longer with e.g.
 //
-//	go test ./agent -run '^$' -fuzz FuzzDecodeMember -fuzztime 3m
+//	go test ./agent/reconcile -run '^$' -fuzz FuzzDecodeMember -fuzztime 3m
 
 // fuzzConfig is a validated config with an http service (sticky, HTTP check) and a tcp one.
-func fuzzConfig(t testing.TB) *Config {
-	cfg := Defaults()
+func fuzzConfig(t testing.TB) *config.Config {
+	cfg := config.Defaults()
 	cfg.StateDir, cfg.Output = "/nonexistent", "/nonexistent/haproxy.cfg"
-	cfg.Services = map[string]Service{
-		"web": {Listeners: []Listener{{Port: 80, MemberPort: 8080}, {Port: 81, MemberPort: 8081}}, Sticky: true,
-			HealthCheck: &HealthCheck{Target: "HTTP:8080/health"}},
-		"db": {Listeners: []Listener{{Port: 5432, Protocol: "tcp"}}},
+	cfg.Services = map[string]config.Service{
+		"web": {Listeners: []config.Listener{{Port: 80, MemberPort: 8080}, {Port: 81, MemberPort: 8081}}, Sticky: true,
+			HealthCheck: &config.HealthCheck{Target: "HTTP:8080/health"}},
+		"db": {Listeners: []config.Listener{{Port: 5432, Protocol: "tcp"}}},
 	}
+	cfg.SetDefaults()
 	if err := cfg.Validate(); err != nil {
 		t.Fatal(err)
 	}
 	return &cfg
 }
 
-func renderWith(t testing.TB, cfg *Config, members map[string][]model.Member) string {
+func renderWith(t testing.TB, cfg *config.Config, members map[string][]model.Member) string {
 	tmpl, source, err := render.Load("")
 	if err != nil {
 		t.Fatal(err)
 	}
-	out, err := render.Render(tmpl, cfg.renderData(store.Snapshot{Members: members}, render.Data{TemplateSource: source}))
+	out, err := render.Render(tmpl, Desired(cfg, store.Snapshot{Members: members}, render.Data{TemplateSource: source}))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -52,7 +51,7 @@ var serverLine = regexp.MustCompile(`^    server ([A-Za-z0-9][A-Za-z0-9_.:-]*) (
 
 // checkRendered renders members and checks that the output is the member-less config plus
 // exactly one well-formed server line per member and listener, in the right backends.
-func checkRendered(t testing.TB, cfg *Config, members map[string][]model.Member) {
+func checkRendered(t testing.TB, cfg *config.Config, members map[string][]model.Member) {
 	t.Helper()
 	base := strings.Split(renderWith(t, cfg, nil), "\n")
 	out := renderWith(t, cfg, members)
@@ -97,59 +96,6 @@ func checkRendered(t testing.TB, cfg *Config, members map[string][]model.Member)
 	}
 }
 
-// FuzzDecodeMember feeds request bodies, path names and source addresses through the API's
-// decoding and member building; whatever is accepted must be valid and render exactly one
-// server line per listener. Refusals must be 400 bad_request errors.
-func FuzzDecodeMember(f *testing.F) {
-	for _, s := range []struct{ body, name, remote string }{
-		{`{"address":"10.0.0.5","port":8080}`, "m1", "10.0.0.9:5555"},
-		{``, "", "127.0.0.1:1234"},
-		{`{"name":"a","weight":0,"zone":"eu-1"}`, "", "[2001:db8::1]:999"},
-		{`{"address":"host.example","weight":256}`, "x:1", "192.0.2.1:1"},
-		{`{"address":"1.2.3.4\n    server evil 6.6.6.6:80"}`, "m", "1.1.1.1:1"},
-		{`{"name":"a b","zone":"a#b"}`, "", "1.1.1.1:1"},
-		{`{"weight":1e3,"port":"8"}`, "", "1.1.1.1:1"},
-		{`{"address":"fe80::1%eth0"}`, "", "[fe80::1%eth0]:1"},
-		{`{"address":"::ffff:10.0.0.1"}`, "", "1.1.1.1:1"},
-		{`{} {}`, "", ""},
-		{`{"unknown":1}`, "n\n", "x"},
-	} {
-		f.Add([]byte(s.body), s.name, s.remote)
-	}
-	cfg := fuzzConfig(f)
-	h := &api{}
-	f.Fuzz(func(t *testing.T, body []byte, name, remote string) {
-		req, err := decodeMember(body)
-		if err != nil {
-			var ae *apiError
-			if !errors.As(err, &ae) || ae.Status != http.StatusBadRequest || ae.Code != "bad_request" {
-				t.Fatalf("decode error %v is not a 400 bad_request", err)
-			}
-			if strings.ContainsAny(ae.Msg, "\n\r") {
-				t.Fatalf("error message spans lines: %q", ae.Msg)
-			}
-			return
-		}
-		if name != "" && model.ValidateMemberName(name) != nil {
-			return // the path name is checked before member is called
-		}
-		r := httptest.NewRequest("PUT", "/v1/services/web/members/x", nil)
-		r.RemoteAddr = remote
-		m, err := h.member(r, cfg.Services["web"], req, name)
-		if err != nil {
-			var ae *apiError
-			if !errors.As(err, &ae) || ae.Status != http.StatusBadRequest {
-				t.Fatalf("member error %v is not a 400", err)
-			}
-			return
-		}
-		if err := m.Validate(); err != nil {
-			t.Fatalf("member %+v accepted but invalid: %v", m, err)
-		}
-		checkRendered(t, cfg, map[string][]model.Member{"web": {m}, "db": {m}})
-	})
-}
-
 // FuzzRenderMembers renders up to three members built from fuzzed values (the ones the model
 // accepts) into two services and checks the exact set of lines, and fuzzes the config values
 // that reach the template (health-check target, certificate path, bind address): a config
@@ -188,13 +134,14 @@ func FuzzRenderMembers(f *testing.F) {
 
 // fuzzHTTPSConfig is a one-service config with an https listener and an HTTP check; nil when
 // the values do not validate (and may is true).
-func fuzzHTTPSConfig(t *testing.T, target, cert, bind string, may bool) *Config {
-	cfg := Defaults()
+func fuzzHTTPSConfig(t *testing.T, target, cert, bind string, may bool) *config.Config {
+	cfg := config.Defaults()
 	cfg.StateDir, cfg.Output = "/nonexistent", "/nonexistent/haproxy.cfg"
-	cfg.Services = map[string]Service{
-		"web": {Listeners: []Listener{{Port: 443, MemberPort: 8080, Protocol: "https", Certificate: cert, Address: bind}},
-			HealthCheck: &HealthCheck{Target: target, Interval: 10 * time.Second, Timeout: 2 * time.Second}},
+	cfg.Services = map[string]config.Service{
+		"web": {Listeners: []config.Listener{{Port: 443, MemberPort: 8080, Protocol: "https", Certificate: cert, Address: bind}},
+			HealthCheck: &config.HealthCheck{Target: target, Interval: 10 * time.Second, Timeout: 2 * time.Second}},
 	}
+	cfg.SetDefaults()
 	if err := cfg.Validate(); err != nil {
 		if !may {
 			t.Fatal(err)

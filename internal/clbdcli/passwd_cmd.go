@@ -1,12 +1,13 @@
-package agent
+package clbdcli
 
 import (
+	"clb/agent/config"
+
 	"errors"
 	"fmt"
 	"io"
 	"io/fs"
 	"os"
-	"path/filepath"
 
 	"github.com/urfave/cli/v2"
 
@@ -25,48 +26,36 @@ func passwdCommand(stdout, stderr io.Writer) *cli.Command {
 		Action: func(c *cli.Context) error {
 			cfg, _, err := configFromCLI(c)
 			if err != nil {
-				return cli.Exit(err.Error(), 78)
+				return cli.Exit(err.Error(), ExitConfig)
 			}
-			path := passwordPath(cfg)
+			path := config.PasswordPath(cfg)
 			if path == "" {
-				return cli.Exit("no password file: keys_file is set and password_file is not (use clbd keys)", 64)
+				return cli.Exit("no password file: keys_file is set and password_file is not (use clbd keys)", ExitUsage)
 			}
 			unlock, err := lockDirOf(path)
 			if err != nil {
-				return cli.Exit(err.Error(), 1)
+				return cli.Exit(err.Error(), ExitFailure)
 			}
 			defer unlock()
 			o := owner{}
 			if fi, err := os.Stat(path); err == nil {
 				o = ownerOf(fi)
 			} else if !errors.Is(err, fs.ErrNotExist) {
-				return cli.Exit(err.Error(), 1)
+				return cli.Exit(err.Error(), ExitFailure)
 			}
 			if err := o.mayEdit(path); err != nil {
-				return cli.Exit(err.Error(), 1)
+				return cli.Exit(err.Error(), ExitFailure)
 			}
 			secret, err := auth.NewSecret()
 			if err != nil {
-				return cli.Exit(err.Error(), 1)
+				return cli.Exit(err.Error(), ExitFailure)
 			}
 			if err := writePrivate(path, []byte(secret+"\n"), o); err != nil {
-				return cli.Exit(err.Error(), 1)
+				return cli.Exit(err.Error(), ExitFailure)
 			}
 			fmt.Fprintf(stderr, "new password for key %q in %s; clbd uses it at once. It follows on stdout and is not shown again.\n", auth.DefaultKeyID, path)
 			fmt.Fprintln(stdout, secret)
 			return nil
 		},
 	}
-}
-
-// passwordPath is the password file clbd reads: password_file, or STATE_DIR/password when
-// neither it nor a keys file is configured; "" when only a keys file is.
-func passwordPath(cfg *Config) string {
-	switch {
-	case cfg.PasswordFile != "":
-		return cfg.PasswordFile
-	case cfg.KeysFile == "":
-		return filepath.Join(cfg.StateDir, passwordFileName)
-	}
-	return ""
 }

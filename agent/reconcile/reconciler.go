@@ -1,4 +1,14 @@
-package agent
+// Package reconcile is the one writer: the only code that renders haproxy.cfg, installs it,
+// reloads haproxy and talks to haproxy's runtime socket. Fronts (the JSON API, and any other
+// API) change the membership or the definitions, then ask for an apply with Trigger and wait
+// on the channel it returns; they never import this package, they see it through an interface
+// of their own.
+//
+// One apply: render (template + desired state, see Desired) → skip when the bytes are
+// unchanged → when only servers changed and haproxy runs with an admin socket, apply through
+// the runtime API (no reload) → otherwise haproxy -c on a temp file, atomic install, reload →
+// keep a last-known-good copy; on a failure restore it and retry with backoff.
+package reconcile
 
 import (
 	"bytes"
@@ -12,9 +22,11 @@ import (
 	"sync"
 	"time"
 
+	"clb/agent/config"
 	"clb/internal/atomicfile"
 	"clb/internal/haproxy"
 	"clb/internal/render"
+	"clb/internal/store"
 )
 
 // Reloader makes haproxy load the config file that was just installed.
@@ -24,19 +36,62 @@ type Reloader interface {
 
 // Apply paths, as reported in /v1/status, metrics and logs.
 const (
-	applyUnchanged = "unchanged" // rendered bytes equal the installed config: no write, no reload
-	applyRuntime   = "runtime"   // only servers changed: runtime API, file rewritten, no reload
-	applyReload    = "reload"
-	applyFallback  = "runtime-failed-reload" // a runtime command failed; a reload applied it
-	applyInstalled = "installed"             // written, haproxy not reloaded (not running yet)
+	PathUnchanged = "unchanged" // rendered bytes equal the installed config: no write, no reload
+	PathRuntime   = "runtime"   // only servers changed: runtime API, file rewritten, no reload
+	PathReload    = "reload"
+	PathFallback  = "runtime-failed-reload" // a runtime command failed; a reload applied it
+	PathInstalled = "installed"             // written, haproxy not reloaded (not running yet)
 )
 
-// result is the outcome of one apply, sent to every API call that waited for it.
+// Members is the membership as the reconciler reads it.
+type Members interface {
+	// Ready is nil when Snapshot can be rendered: an etcd store not read yet is not.
+	Ready() error
+	Snapshot() store.Snapshot
+}
+
+// Observer is told of every apply (metrics); nil is allowed.
+type Observer interface {
+	ObserveApply(path string, err error, d time.Duration)
+}
+
+// Dialer connects to haproxy's admin socket.
+type Dialer func(ctx context.Context) (haproxy.RuntimeClient, error)
+
+// Options are what a Reconciler is built from.
+type Options struct {
+	Logger *slog.Logger
+	Store  Members
+	// Config is the running config (services, disabled zones); read at every apply.
+	Config func() *config.Config
+	// Templates is the directory of the user's haproxy.tmpl ("" or no file: built-in).
+	Templates string
+	// Output is the haproxy.cfg to install; LastGood the last-known-good copy.
+	Output, LastGood string
+	// Haproxy is the binary for haproxy -c.
+	Haproxy string
+	// AdminSocket is haproxy's admin socket ("" = none: every change reloads); StateFile its
+	// server-state file, dumped before every reload ("" = none).
+	AdminSocket, StateFile string
+	// Dial connects to AdminSocket; nil means haproxy.DialRuntime (tests wrap it to inject
+	// failures).
+	Dial Dialer
+	// Reloader reloads haproxy; nil: the config is installed but nothing reloads it.
+	Reloader Reloader
+	// Quiet and MaxWait coalesce changes that need a reload (apply_quiet, apply_max_wait).
+	Quiet, MaxWait time.Duration
+	// Running: haproxy is up and can be reloaded from the start (external mode). In managed
+	// mode the caller says so with SetRunning once haproxy runs.
+	Running  bool
+	Observer Observer
+}
+
+// result is the outcome of one apply; its Err is sent to every caller that waited for it.
 type result struct {
 	Err  error
 	Path string
 	// drains started by this apply: callers are answered when they are over.
-	drains []drain
+	drains []haproxy.Drain
 	// runtimeErr is the runtime failure a reload made up for.
 	runtimeErr error
 	// deferred: the change needs a reload, which apply was not allowed to do yet (Run waits
@@ -59,18 +114,18 @@ type ApplyStatus struct {
 
 type waiter struct {
 	ticket uint64
-	ch     chan result
+	ch     chan error
 	// member, when set, is a member being unregistered: the answer waits until no server of
 	// that name is draining.
 	member string
 }
 
-// reconciler is the one writer: the only goroutine that renders, installs haproxy.cfg and
-// reloads haproxy. Everything else asks it to apply through trigger and waits for the answer.
-type reconciler struct {
+// Reconciler is the one writer: the only goroutine that renders, installs haproxy.cfg and
+// reloads haproxy. Everything else asks it to apply through Trigger and waits for the answer.
+type Reconciler struct {
 	log      *slog.Logger
-	store    memberStore
-	config   func() *Config
+	store    Members
+	config   func() *config.Config
 	tmplDir  string
 	output   string
 	lastGood string
@@ -82,19 +137,24 @@ type reconciler struct {
 	// stateFile is haproxy's server-state-file, dumped before every reload ("" = none).
 	stateFile string
 	// dial connects to the admin socket; nil when there is none (reload path only).
-	dial func(ctx context.Context) (runtimeClient, error)
-	rt   runtimeClient
-	// drainFor is the draining timeout of a backend's service.
-	drainFor func(backend string) time.Duration
-	metrics  *metrics
+	dial    Dialer
+	metrics Observer
+	kick    chan struct{}
 
-	kick chan struct{}
-	// drains in progress and the callers waiting for them (reconciler goroutine only).
-	drains  map[string]*drain
+	// Owned by the Run goroutine (and by the first apply, before Run starts).
+	rt haproxy.RuntimeClient
+	// drains in progress and the callers waiting for them.
+	drains  map[string]*haproxy.Drain
 	batches []*drainBatch
+	// installedCfg is the installed config, parsed (nil = parse it again).
+	installedCfg *haproxy.ParsedConfig
+	// layout is which service each backend of the installed config belongs to.
+	layout layout
 
+	// Guarded by mu: read by Status, Health and the API goroutines.
 	mu        sync.Mutex
 	requested uint64 // tickets handed out
+	applied   uint64 // the last ticket an apply covered successfully
 	waiters   []waiter
 	installed []byte // bytes of the config haproxy runs, as far as clbd knows
 	status    ApplyStatus
@@ -105,11 +165,29 @@ type reconciler struct {
 	fallbacks  uint64
 	runtimeErr string
 	running    bool // haproxy is up and can be reloaded
-	forced     map[string]string
+	reloadOnly map[string]string
 	draining   int
-	health     map[string]map[string]string
-	// installedCfg is installed, parsed (reconciler goroutine only; nil = parse it again).
-	installedCfg *parsedConfig
+	health     map[string]map[string]string // by service, then member
+}
+
+// New builds a reconciler; nothing runs until Run (or Apply, for the first apply).
+func New(o Options) *Reconciler {
+	r := &Reconciler{
+		log: o.Logger, store: o.Store, config: o.Config, tmplDir: o.Templates, output: o.Output,
+		lastGood: o.LastGood, bin: o.Haproxy, admin: o.AdminSocket, stateFile: o.StateFile,
+		reloader: o.Reloader, quiet: o.Quiet, maxWait: o.MaxWait, running: o.Running,
+		metrics: o.Observer, kick: make(chan struct{}, 1), dial: o.Dial,
+	}
+	if r.log == nil {
+		r.log = slog.New(slog.DiscardHandler)
+	}
+	if r.admin == "" {
+		r.dial, r.stateFile = nil, ""
+	} else if r.dial == nil {
+		sock := r.admin
+		r.dial = func(ctx context.Context) (haproxy.RuntimeClient, error) { return haproxy.DialRuntime(ctx, sock) }
+	}
+	return r
 }
 
 // drainBatch holds a caller until the drains of the member it unregistered are over.
@@ -119,17 +197,18 @@ type drainBatch struct {
 	res     result
 }
 
-// trigger asks for an apply that includes every change made before the call, and returns a
-// channel that receives its outcome.
-func (r *reconciler) trigger() <-chan result { return r.triggerFor("") }
+// Trigger asks for an apply that includes every change made before the call, and returns a
+// channel that receives its outcome: nil once haproxy runs it, else why it does not (the
+// change stays stored and is retried).
+func (r *Reconciler) Trigger() <-chan error { return r.TriggerFor("") }
 
-// triggerFor is trigger for the unregistration of member: the outcome comes once the member's
+// TriggerFor is Trigger for the unregistration of member: the outcome comes once the member's
 // servers are drained and deleted, whichever apply took them out (the change may have been
 // rendered by an apply that started before this call).
-func (r *reconciler) triggerFor(member string) <-chan result {
+func (r *Reconciler) TriggerFor(member string) <-chan error {
 	r.mu.Lock()
 	r.requested++
-	w := waiter{ticket: r.requested, ch: make(chan result, 1), member: member}
+	w := waiter{ticket: r.requested, ch: make(chan error, 1), member: member}
 	r.waiters = append(r.waiters, w)
 	r.mu.Unlock()
 	select {
@@ -145,7 +224,7 @@ func (r *reconciler) triggerFor(member string) <-chan result {
 // costs one reload. A failed apply is retried with backoff (1 s doubling to 30 s), so that
 // changes already stored reach haproxy once the cause (a broken template, a failing reload
 // command) is fixed, without another call.
-func (r *reconciler) Run(ctx context.Context) error {
+func (r *Reconciler) Run(ctx context.Context) error {
 	var retry <-chan time.Time
 	var backoff time.Duration
 	tick := time.NewTicker(50 * time.Millisecond)
@@ -189,14 +268,14 @@ func (r *reconciler) Run(ctx context.Context) error {
 }
 
 // applyOnce applies every change requested so far and returns the last ticket it covers.
-func (r *reconciler) applyOnce(ctx context.Context, reload bool) (uint64, result) {
+func (r *Reconciler) applyOnce(ctx context.Context, reload bool) (uint64, result) {
 	r.mu.Lock()
 	ticket := r.requested
 	r.mu.Unlock()
 	return ticket, r.apply(ctx, reload)
 }
 
-func (r *reconciler) coalesce(ctx context.Context) {
+func (r *Reconciler) coalesce(ctx context.Context) {
 	if r.quiet <= 0 {
 		return
 	}
@@ -218,7 +297,7 @@ func (r *reconciler) coalesce(ctx context.Context) {
 	}
 }
 
-func (r *reconciler) finish(ticket uint64, res result) {
+func (r *Reconciler) finish(ticket uint64, res result) {
 	r.mu.Lock()
 	var covered []waiter
 	rest := r.waiters[:0]
@@ -230,25 +309,28 @@ func (r *reconciler) finish(ticket uint64, res result) {
 		}
 	}
 	r.waiters = rest
+	if res.Err == nil && ticket > r.applied {
+		r.applied = ticket
+	}
 	r.mu.Unlock()
 	for _, d := range res.drains {
 		if r.drains == nil {
-			r.drains = map[string]*drain{}
+			r.drains = map[string]*haproxy.Drain{}
 		}
-		r.drains[d.key()] = &d
+		r.drains[d.Key()] = &d
 	}
 	r.setDraining()
 	for _, w := range covered {
 		pending := map[string]bool{}
 		if w.member != "" && res.Err == nil {
 			for key, d := range r.drains {
-				if d.name == w.member {
+				if d.Name == w.member {
 					pending[key] = true
 				}
 			}
 		}
 		if len(pending) == 0 {
-			w.ch <- res
+			w.ch <- res.Err
 			continue
 		}
 		r.batches = append(r.batches, &drainBatch{pending: pending, waiters: []waiter{w}, res: result{Path: res.Path}})
@@ -257,14 +339,14 @@ func (r *reconciler) finish(ticket uint64, res result) {
 
 // progressDrains retries `del server` for every draining server and answers the callers whose
 // drains are all over.
-func (r *reconciler) progressDrains() {
+func (r *Reconciler) progressDrains() {
 	now := time.Now()
 	for key, d := range r.drains {
 		done, err := false, error(nil)
 		if r.rt == nil {
 			done, err = true, errors.New("runtime API gone")
 		} else {
-			done, err = retryDrain(r.rt, d, now)
+			done, err = haproxy.RetryDrain(r.rt, d, now)
 		}
 		if err != nil {
 			r.log.Warn("drain", "server", key, "err", err)
@@ -277,14 +359,14 @@ func (r *reconciler) progressDrains() {
 	r.setDraining()
 }
 
-func (r *reconciler) endDrain(key string) {
+func (r *Reconciler) endDrain(key string) {
 	delete(r.drains, key)
 	rest := r.batches[:0]
 	for _, b := range r.batches {
 		delete(b.pending, key)
 		if len(b.pending) == 0 {
 			for _, w := range b.waiters {
-				w.ch <- b.res
+				w.ch <- b.res.Err
 			}
 			continue
 		}
@@ -295,61 +377,67 @@ func (r *reconciler) endDrain(key string) {
 
 // endDrains ends every drain: after a reload the new worker no longer has those servers, and
 // the old one finishes their requests by itself.
-func (r *reconciler) endDrains(err error) {
+func (r *Reconciler) endDrains(err error) {
 	for key := range r.drains {
 		r.endDrain(key)
 	}
 	for _, b := range r.batches { // only reachable if a batch had no drains left to end
 		for _, w := range b.waiters {
-			w.ch <- result{Err: err}
+			w.ch <- err
 		}
 	}
 	r.batches = nil
 	r.setDraining()
 }
 
-func (r *reconciler) setDraining() {
+func (r *Reconciler) setDraining() {
 	r.mu.Lock()
 	r.draining = len(r.drains)
 	r.mu.Unlock()
 }
 
-// pending is the number of requests not yet covered by an apply.
-func (r *reconciler) pending() int {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return len(r.waiters)
+// Status is the reconciler's part of /v1/status.
+type Status struct {
+	LastApply ApplyStatus
+	// Pending counts the changes asked for (Trigger) since the last successful apply: stored,
+	// not yet running in haproxy.
+	Pending  int
+	Reloads  uint64
+	Failures uint64
+	// ReloadOnly lists the backends whose changes always reload, and why.
+	ReloadOnly map[string]string
+	Draining   int
+	// RuntimeFallbacks counts runtime changes that failed and were applied by a reload;
+	// LastRuntimeError is the last such failure.
+	RuntimeFallbacks uint64
+	LastRuntimeError string
+	AdminSocket      string
 }
 
-func (r *reconciler) lastStatus() (ApplyStatus, uint64, uint64) {
+// Status copies the reconciler's state under its lock.
+func (r *Reconciler) Status() Status {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	return r.status, r.reloads, r.failures
+	return Status{
+		LastApply: r.status, Pending: int(r.requested - r.applied), Reloads: r.reloads, Failures: r.failures,
+		ReloadOnly: r.reloadOnly, Draining: r.draining, RuntimeFallbacks: r.fallbacks,
+		LastRuntimeError: r.runtimeErr, AdminSocket: r.admin,
+	}
 }
 
-// runtimeStatus is the backends forced onto the reload path and the servers draining.
-func (r *reconciler) runtimeStatus() (map[string]string, int) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return r.forced, r.draining
-}
+// LastGood is the path of the last-known-good config.
+func (r *Reconciler) LastGood() string { return r.lastGood }
 
-// fallbackStatus is how many runtime changes a reload made up for, and the last failure.
-func (r *reconciler) fallbackStatus() (uint64, string) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return r.fallbacks, r.runtimeErr
-}
-
-func (r *reconciler) setRunning(v bool) {
+// SetRunning says whether haproxy runs (and can be reloaded and reached on its admin socket).
+func (r *Reconciler) SetRunning(v bool) {
 	r.mu.Lock()
 	r.running = v
 	r.mu.Unlock()
 }
 
-// loadInstalled remembers what the output file holds at start, so an unchanged render after a
+// LoadInstalled remembers what the output file holds at start, so an unchanged render after a
 // restart of clbd neither writes nor reloads.
-func (r *reconciler) loadInstalled() {
+func (r *Reconciler) LoadInstalled() {
 	data, err := os.ReadFile(r.output)
 	if err == nil {
 		r.mu.Lock()
@@ -359,31 +447,32 @@ func (r *reconciler) loadInstalled() {
 }
 
 // render produces the config for the current config, template and state.
-func (r *reconciler) render() ([]byte, uint64, error) {
+func (r *Reconciler) render() ([]byte, render.Data, uint64, error) {
 	tmpl, source, err := render.Load(r.tmplDir)
 	if err != nil {
-		return nil, 0, fmt.Errorf("template %s: %w", source, err)
+		return nil, render.Data{}, 0, fmt.Errorf("template %s: %w", source, err)
 	}
 	if err := r.store.Ready(); err != nil {
 		// Not read yet (etcd unreachable since start): an empty membership would drain
 		// every member. haproxy keeps what it runs.
-		return nil, 0, err
+		return nil, render.Data{}, 0, err
 	}
 	snap := r.store.Snapshot()
-	out, err := render.Render(tmpl, r.config().renderData(snap, render.Data{TemplateSource: source, AdminSocket: r.admin, ServerStateFile: r.stateFile}))
-	return out, snap.Generation, err
+	data := Desired(r.config(), snap, render.Data{TemplateSource: source, AdminSocket: r.admin, ServerStateFile: r.stateFile})
+	out, err := render.Render(tmpl, data)
+	return out, data, snap.Generation, err
 }
 
 // apply runs the pipeline once: render → skip if unchanged → haproxy -c on a temp file →
 // atomic install → reload → keep a last-known-good copy; on failure restore it.
 //
 // With reload false, a change that would need a reload is left alone and reported deferred.
-func (r *reconciler) apply(ctx context.Context, reload bool) result {
+func (r *Reconciler) apply(ctx context.Context, reload bool) result {
 	start := time.Now()
-	out, gen, err := r.render()
+	out, data, gen, err := r.render()
 	res := result{Err: err}
 	if err == nil {
-		res = r.install(ctx, out, reload)
+		res = r.install(ctx, out, data, reload)
 	}
 	if res.deferred {
 		return res
@@ -394,7 +483,7 @@ func (r *reconciler) apply(ctx context.Context, reload bool) result {
 		st.Result, st.Error = "error", res.Err.Error()
 		r.failures++
 	}
-	if (res.Path == applyReload || res.Path == applyFallback) && res.Err == nil {
+	if (res.Path == PathReload || res.Path == PathFallback) && res.Err == nil {
 		r.reloads++
 	}
 	if res.runtimeErr != nil {
@@ -405,34 +494,45 @@ func (r *reconciler) apply(ctx context.Context, reload bool) result {
 	st.Checksum = checksum(r.installed)
 	r.status = st
 	r.mu.Unlock()
-	r.metrics.observeApply(res.Path, res.Err, time.Since(start))
+	if r.metrics != nil {
+		r.metrics.ObserveApply(res.Path, res.Err, time.Since(start))
+	}
 	if res.Err != nil {
 		r.log.Error("apply failed; haproxy keeps its last good config", "err", res.Err, "generation", gen)
-	} else if res.Path != applyUnchanged {
+	} else if res.Path != PathUnchanged {
 		r.log.Info("applied", "path", res.Path, "generation", gen, "duration_ms", st.DurationMS)
 	}
 	return res
 }
 
-func (r *reconciler) install(ctx context.Context, out []byte, reload bool) result {
+// Apply runs one apply now, reload allowed: the first apply at start-up, before Run.
+func (r *Reconciler) Apply(ctx context.Context) error {
+	return r.apply(ctx, true).Err
+}
+
+func (r *Reconciler) install(ctx context.Context, out []byte, data render.Data, reload bool) result {
 	r.mu.Lock()
 	same, running := bytes.Equal(out, r.installed), r.running
 	prev := r.installed
 	r.mu.Unlock()
 	if same {
-		return result{Path: applyUnchanged}
+		if r.installedCfg == nil {
+			// After a restart of clbd, the file it found: learn its layout for drains and
+			// health.
+			p := haproxy.ParseConfig(out)
+			r.installedCfg, r.layout = &p, newLayout(p, data)
+		}
+		return result{Path: PathUnchanged}
 	}
-	next := parseConfig(out)
-	r.mu.Lock()
-	r.forced = next.forced
-	r.mu.Unlock()
+	next := haproxy.ParseConfig(out)
+	lay := newLayout(next, data)
 	var runtimeErr error
 	if running && prev != nil && r.dial != nil {
 		if r.installedCfg == nil {
-			p := parseConfig(prev)
+			p := haproxy.ParseConfig(prev)
 			r.installedCfg = &p
 		}
-		res, ok := r.installRuntime(ctx, *r.installedCfg, next, out)
+		res, ok := r.installRuntime(ctx, *r.installedCfg, next, lay, out)
 		if ok {
 			return res
 		}
@@ -441,11 +541,11 @@ func (r *reconciler) install(ctx context.Context, out []byte, reload bool) resul
 	if !reload && runtimeErr == nil {
 		return result{deferred: true}
 	}
-	res := r.installReload(ctx, out, prev, running)
+	res := r.installReload(ctx, out, prev, running, &next, lay)
 	if runtimeErr != nil {
 		res.runtimeErr = runtimeErr
 		if res.Err == nil {
-			res.Path = applyFallback
+			res.Path = PathFallback
 			r.log.Warn("runtime API change failed; applied by a reload instead", "err", runtimeErr)
 		}
 	}
@@ -456,41 +556,38 @@ func (r *reconciler) install(ctx context.Context, out []byte, reload bool) resul
 // rewrites the file without a reload. It reports false when the change needs a reload: the
 // skeleton changed, a touched backend cannot take dynamic servers, or a command failed (then
 // res.Err says which).
-func (r *reconciler) installRuntime(ctx context.Context, prev, next parsedConfig, out []byte) (result, bool) {
-	if prev.skeleton != next.skeleton {
+func (r *Reconciler) installRuntime(ctx context.Context, prev, next haproxy.ParsedConfig, lay layout, out []byte) (result, bool) {
+	if prev.Skeleton != next.Skeleton {
 		return result{}, false
 	}
-	changes := diffServers(prev, next)
+	changes := haproxy.DiffServers(prev, next)
 	for _, c := range changes {
-		if _, forced := next.forced[c.Backend]; forced {
+		if _, reloadOnly := next.ReloadOnly[c.Backend]; reloadOnly {
 			return result{}, false
 		}
 		if c.New != nil && r.drains[c.Backend+"/"+c.New.Name] != nil {
 			return result{}, false // re-registered while draining: a reload sorts it out
 		}
 	}
-	if r.rt == nil {
-		rt, err := r.dial(ctx)
-		if err != nil {
-			return result{Err: err}, false
-		}
-		r.rt = rt
+	rt, err := r.runtime(ctx)
+	if err != nil {
+		return result{Err: err}, false
 	}
 	// The file first: if clbd dies between the two, a restart re-applies from the file.
 	if err := atomicfile.Write(r.output, out, 0o644); err != nil {
 		return result{Err: err}, false
 	}
-	drains, err := runtimeApply(r.rt, changes, next.defaults, r.drainFor)
+	drains, err := haproxy.ApplyServers(rt, changes, next.Defaults, r.drainTimeout(lay))
 	if err != nil {
 		r.rt = nil // reconnect next time, in case the socket went away
 		return result{Err: err}, false
 	}
-	r.installedOK(out, &next)
-	return result{Path: applyRuntime, drains: drains}, true
+	r.installedOK(out, &next, lay)
+	return result{Path: PathRuntime, drains: drains}, true
 }
 
 // installReload is the full path: haproxy -c on a temp file, atomic install, reload.
-func (r *reconciler) installReload(ctx context.Context, out, prev []byte, running bool) result {
+func (r *Reconciler) installReload(ctx context.Context, out, prev []byte, running bool, next *haproxy.ParsedConfig, lay layout) result {
 	tmp, err := atomicfile.WriteTemp(r.output, out, 0o644)
 	if err != nil {
 		return result{Err: err}
@@ -508,26 +605,27 @@ func (r *reconciler) installReload(ctx context.Context, out, prev []byte, runnin
 	if err := atomicfile.Install(tmp, r.output); err != nil {
 		return result{Err: err}
 	}
-	path := applyInstalled
+	path := PathInstalled
 	if running && r.reloader != nil {
-		path = applyReload
+		path = PathReload
 		r.saveServerState(ctx)
 		if err := r.reloader.Reload(ctx); err != nil {
 			return result{Path: path, Err: r.restore(prev, err)}
 		}
 		r.endDrains(nil)
 	}
-	r.installedOK(out, nil)
+	r.installedOK(out, next, lay)
 	return result{Path: path}
 }
 
-// installedOK records out as the config haproxy runs (parsed, when the caller has it) and
+// installedOK records out as the config haproxy runs, with its parsed form and layout, and
 // keeps a last-known-good copy of it.
-func (r *reconciler) installedOK(out []byte, parsed *parsedConfig) {
+func (r *Reconciler) installedOK(out []byte, parsed *haproxy.ParsedConfig, lay layout) {
 	r.mu.Lock()
 	r.installed = out
+	r.reloadOnly = parsed.ReloadOnly
 	r.mu.Unlock()
-	r.installedCfg = parsed
+	r.installedCfg, r.layout = parsed, lay
 	if err := atomicfile.Write(r.lastGood, out, 0o600); err != nil {
 		r.log.Warn("save last-known-good config", "path", r.lastGood, "err", err)
 	}
@@ -535,19 +633,16 @@ func (r *reconciler) installedOK(out []byte, parsed *parsedConfig) {
 
 // saveServerState dumps the servers' state for the next worker; without it, a reload would
 // forget which members are down or draining. Best effort: a reload without it still works.
-func (r *reconciler) saveServerState(ctx context.Context) {
+func (r *Reconciler) saveServerState(ctx context.Context) {
 	if r.stateFile == "" || r.dial == nil {
 		return
 	}
-	if r.rt == nil {
-		rt, err := r.dial(ctx)
-		if err != nil {
-			r.log.Warn("save server state before reload", "err", err)
-			return
-		}
-		r.rt = rt
+	rt, err := r.runtime(ctx)
+	if err != nil {
+		r.log.Warn("save server state before reload", "err", err)
+		return
 	}
-	err := dumpServerState(r.rt, func(b []byte) error { return atomicfile.Write(r.stateFile, b, 0o644) })
+	err = haproxy.DumpServerState(rt, func(b []byte) error { return atomicfile.Write(r.stateFile, b, 0o644) })
 	if err != nil {
 		r.rt = nil
 		r.log.Warn("save server state before reload", "err", err)
@@ -556,7 +651,7 @@ func (r *reconciler) saveServerState(ctx context.Context) {
 
 // restore puts the last-known-good config back after a failed reload, so that the file on
 // disk is again the one haproxy runs and a later start or reload does not pick up the bad one.
-func (r *reconciler) restore(prev []byte, reloadErr error) error {
+func (r *Reconciler) restore(prev []byte, reloadErr error) error {
 	err := fmt.Errorf("reload haproxy: %w", reloadErr)
 	if prev == nil {
 		return fmt.Errorf("%w (no last-known-good config to restore)", err)
@@ -573,4 +668,18 @@ func checksum(b []byte) string {
 	}
 	s := sha256.Sum256(b)
 	return hex.EncodeToString(s[:])
+}
+
+// runtime returns the admin-socket connection, dialling it when there is none. Whoever sees a
+// command fail on it sets r.rt to nil, so the next call dials again.
+func (r *Reconciler) runtime(ctx context.Context) (haproxy.RuntimeClient, error) {
+	if r.rt != nil {
+		return r.rt, nil
+	}
+	rt, err := r.dial(ctx)
+	if err != nil {
+		return nil, err
+	}
+	r.rt = rt
+	return rt, nil
 }

@@ -1,13 +1,8 @@
-package agent
+package config
 
 import (
-	"errors"
-	"net/http"
-	"strings"
 	"testing"
 	"time"
-
-	"clb/internal/store"
 )
 
 func TestStoreConfig(t *testing.T) {
@@ -40,32 +35,11 @@ func TestStoreConfig(t *testing.T) {
 	if err := Decode(&cfg, []byte(etcd), "test"); err != nil {
 		t.Fatal(err)
 	}
+	cfg.SetDefaults()
 	if err := cfg.Validate(); err != nil {
 		t.Fatal(err)
 	}
 	if cfg.Store.Prefix != "/clb/" || cfg.Store.DialTimeout != 2*time.Second {
 		t.Errorf("etcd defaults: prefix %q, dial_timeout %s; want /clb/ and 2s", cfg.Store.Prefix, cfg.Store.DialTimeout)
-	}
-}
-
-func TestStoreError(t *testing.T) {
-	tests := []struct {
-		err        error
-		status     int
-		code, text string
-	}{
-		{store.ErrUnavailable, http.StatusServiceUnavailable, "store_unavailable", "etcd"},
-		{store.ErrNotSeen, http.StatusServiceUnavailable, "not_applied", "saved but not applied"},
-		{store.ErrConflict, http.StatusConflict, "conflict", "retry"},
-	}
-	for _, tt := range tests {
-		err := storeError("save registration", tt.err)
-		var ae *apiError
-		if !errors.As(err, &ae) || ae.Status != tt.status || ae.Code != tt.code || !strings.Contains(ae.Msg, tt.text) {
-			t.Errorf("storeError(%v) = %#v, want %d %s mentioning %q", tt.err, err, tt.status, tt.code, tt.text)
-		}
-	}
-	if err := storeError("save", errors.New("disk full")); !strings.Contains(err.Error(), "save: disk full") {
-		t.Errorf("other errors: %v", err)
 	}
 }

@@ -1,6 +1,11 @@
-package agent
+package clbdcli
 
 import (
+	"clb/agent"
+	"clb/agent/config"
+	"clb/agent/defs"
+	"reflect"
+
 	"context"
 	"errors"
 	"fmt"
@@ -32,44 +37,41 @@ func storeCommand(stdout, stderr io.Writer) *cli.Command {
 			Flags: append(flags(), &cli.StringFlag{Name: "from", Required: true, Usage: "state `DIR` to copy (holding state.json and definitions.yaml)"}),
 			Action: func(c *cli.Context) error {
 				if c.NArg() > 0 {
-					return cli.Exit("store migrate takes no arguments", 64)
+					return cli.Exit("store migrate takes no arguments", ExitUsage)
 				}
-				cfg, _, err := configFromCLI(c)
+				cfg, _, err := validConfig(c)
 				if err != nil {
-					return cli.Exit(err.Error(), 78)
+					return cli.Exit(err.Error(), ExitConfig)
 				}
-				if err := cfg.Validate(); err != nil {
-					return cli.Exit("config: "+err.Error(), 78)
+				if cfg.Store.Type != config.StoreEtcd {
+					return cli.Exit(fmt.Sprintf("store migrate: the config's store type is %s: give a --config whose store section has type: etcd", cfg.Store.Type), ExitUsage)
 				}
-				if cfg.Store.Type != storeEtcd {
-					return cli.Exit(fmt.Sprintf("store migrate: the config's store type is %s: give a --config whose store section has type: etcd", cfg.Store.Type), 64)
-				}
-				log, err := newLogger(c, stderr)
+				log, err := newLogger(cfg.LogLevel, stderr)
 				if err != nil {
 					return err
 				}
-				return migrate(c.Context, cfg, c.String("from"), stdout, log)
+				return migrate(c.Context, cfg, str(c, "from"), stdout, log)
 			},
 		}},
 	}
 }
 
 // migrate copies the state dir from into the etcd of cfg.
-func migrate(ctx context.Context, cfg *Config, from string, stdout io.Writer, log *slog.Logger) error {
+func migrate(ctx context.Context, cfg *config.Config, from string, stdout io.Writer, log *slog.Logger) error {
 	if _, err := os.Stat(filepath.Join(from, store.FileName)); err != nil {
-		return cli.Exit(fmt.Sprintf("store migrate: %v", err), 66)
+		return cli.Exit(fmt.Sprintf("store migrate: %v", err), ExitNoInput)
 	}
 	local, err := store.Open(from)
 	if err != nil {
-		return cli.Exit(err.Error(), 65)
+		return cli.Exit(err.Error(), ExitDataErr)
 	}
-	localDefs, err := openDefs(from)
+	localDefs, err := defs.Open(from)
 	if err != nil {
-		return cli.Exit(err.Error(), 65)
+		return cli.Exit(err.Error(), ExitDataErr)
 	}
-	es, err := openEtcd(cfg, log)
+	es, err := agent.OpenEtcd(cfg, log)
 	if err != nil {
-		return cli.Exit(err.Error(), 78)
+		return cli.Exit(err.Error(), ExitConfig)
 	}
 	defer es.Close()
 	ctx, cancel := context.WithCancel(ctx)
@@ -78,7 +80,7 @@ func migrate(ctx context.Context, cfg *Config, from string, stdout io.Writer, lo
 	go func() { es.Run(ctx); close(done) }()
 	defer func() { cancel(); <-done }()
 	if err := waitReady(ctx, es, 2*cfg.Store.DialTimeout); err != nil {
-		return cli.Exit(fmt.Sprintf("store migrate: %v", err), 69)
+		return cli.Exit(fmt.Sprintf("store migrate: %v", err), ExitUnavailable)
 	}
 
 	snap, leases := local.Snapshot(), local.Leases()
@@ -92,7 +94,7 @@ func migrate(ctx context.Context, cfg *Config, from string, stdout io.Writer, lo
 				changed, err = es.Put(service, m)
 			}
 			if err != nil && !errors.Is(err, store.ErrNotSeen) {
-				return cli.Exit(fmt.Sprintf("store migrate: member %s of service %s: %v (%d written so far; running it again is safe)", m.Name, service, err, written), 69)
+				return cli.Exit(fmt.Sprintf("store migrate: member %s of service %s: %v (%d written so far; running it again is safe)", m.Name, service, err, written), ExitUnavailable)
 			}
 			if changed {
 				written++
@@ -103,15 +105,15 @@ func migrate(ctx context.Context, cfg *Config, from string, stdout io.Writer, lo
 	}
 	fmt.Fprintf(stdout, "members: %d written, %d already in etcd\n", written, same)
 
-	src := localDefs.snapshot()
+	src := localDefs.Snapshot()
 	var kept []string
 	if len(src.Services) > 0 || len(src.DisabledZones) > 0 {
-		d := &defs{remote: es}
-		err := d.update(func(f *defsFile) error {
+		d := defs.OpenRemote(es)
+		err := d.Update(func(f *defs.File) error {
 			kept = nil
 			for name, svc := range src.Services {
 				if cur, ok := f.Services[name]; ok {
-					if fmt.Sprint(cur) != fmt.Sprint(svc) {
+					if !sameService(cur, svc) {
 						kept = append(kept, name)
 					}
 					continue
@@ -131,7 +133,7 @@ func migrate(ctx context.Context, cfg *Config, from string, stdout io.Writer, lo
 			return nil
 		})
 		if err != nil && !errors.Is(err, store.ErrNotSeen) {
-			return cli.Exit(fmt.Sprintf("store migrate: definitions: %v", err), 69)
+			return cli.Exit(fmt.Sprintf("store migrate: definitions: %v", err), ExitUnavailable)
 		}
 		slices.Sort(kept)
 		for _, name := range kept {
@@ -141,6 +143,15 @@ func migrate(ctx context.Context, cfg *Config, from string, stdout io.Writer, lo
 	}
 	fmt.Fprintf(stdout, "migrated %s into etcd %v under %s\n", from, cfg.Store.Endpoints, cfg.Store.Prefix)
 	return nil
+}
+
+// sameService compares two definitions by value, with their defaults filled: a health check
+// is a pointer, and a service written without defaults in one place and with them in the
+// other is still the same service.
+func sameService(a, b config.Service) bool {
+	a.SetDefaults()
+	b.SetDefaults()
+	return reflect.DeepEqual(a, b)
 }
 
 // waitReady waits (bounded) for Run's first read of etcd.
@@ -156,15 +167,15 @@ func waitReady(ctx context.Context, es interface{ Ready() error }, limit time.Du
 }
 
 // readSnapshot reads the membership of the configured store, for clbd render and check.
-func readSnapshot(ctx context.Context, cfg *Config) (store.Snapshot, error) {
-	if cfg.Store.Type != storeEtcd {
+func readSnapshot(ctx context.Context, cfg *config.Config) (store.Snapshot, error) {
+	if cfg.Store.Type != config.StoreEtcd {
 		st, err := store.Open(cfg.StateDir)
 		if err != nil {
 			return store.Snapshot{}, err
 		}
 		return st.Snapshot(), nil
 	}
-	es, err := openEtcd(cfg, slog.New(slog.DiscardHandler))
+	es, err := agent.OpenEtcd(cfg, slog.New(slog.DiscardHandler))
 	if err != nil {
 		return store.Snapshot{}, err
 	}

@@ -1,15 +1,24 @@
-package agent
+package config
 
 import (
+	"maps"
+	"reflect"
+	"slices"
 	"strings"
 	"testing"
+
+	"gopkg.in/yaml.v3"
 )
 
 func TestConfigValidate(t *testing.T) {
 	base := "services:\n  web:\n    listeners:\n      - port: 80\n"
 	tests := []configCase{
 		{"minimal", base, ""},
-		{"default config", string(defaultConfigYAML), ""},
+		{"default config", string(DefaultConfigYAML()), ""},
+		{"empty file", "", "config is empty"},
+		{"blank file", " \n   \n", "config is empty"},
+		{"comments only", "# services:\n", "config is empty"},
+		{"bad log level", base + "log_level: loud\n", "log_level \"loud\""},
 		{"unknown key", "listen: :1\nlisen: :2\n", "field lisen not found"},
 		{"unknown service key", base + "    stikcy: true\n", "field stikcy not found"},
 		{"bad service name", "services:\n  Web!:\n    listeners:\n      - port: 80\n", "service name \"Web!\""},
@@ -44,6 +53,7 @@ func TestConfigDefaultsFilled(t *testing.T) {
 	if err := Decode(&cfg, []byte("services:\n  web:\n    listeners:\n      - port: 80\n"), "test"); err != nil {
 		t.Fatal(err)
 	}
+	cfg.SetDefaults()
 	if err := cfg.Validate(); err != nil {
 		t.Fatal(err)
 	}
@@ -76,6 +86,7 @@ func checkConfigCases(t *testing.T, tests []configCase) {
 			cfg := Defaults()
 			err := Decode(&cfg, []byte(tt.yaml), "test")
 			if err == nil {
+				cfg.SetDefaults()
 				err = cfg.Validate()
 			}
 			switch {
@@ -88,4 +99,101 @@ func checkConfigCases(t *testing.T, tests []configCase) {
 			}
 		})
 	}
+}
+
+// TestValidateChangesNothing: Validate is a pure check; defaults come only from SetDefaults.
+func TestValidateChangesNothing(t *testing.T) {
+	for _, yml := range []string{
+		"services:\n  web:\n    listeners:\n      - port: 80\n",
+		string(DefaultConfigYAML()),
+		"services:\n  web:\n    listeners:\n      - port: 80\n    health_check:\n      interval: 1s\n",
+	} {
+		cfg := Defaults()
+		if err := Decode(&cfg, []byte(yml), "test"); err != nil {
+			t.Fatal(err)
+		}
+		before, _ := yaml.Marshal(cfg)
+		_ = cfg.Validate()
+		after, _ := yaml.Marshal(cfg)
+		if string(before) != string(after) {
+			t.Errorf("Validate changed the config:\nbefore:\n%s\nafter:\n%s", before, after)
+		}
+		// And SetDefaults is idempotent.
+		cfg.SetDefaults()
+		once, _ := yaml.Marshal(cfg)
+		cfg.SetDefaults()
+		twice, _ := yaml.Marshal(cfg)
+		if string(once) != string(twice) {
+			t.Errorf("SetDefaults twice differs from once:\n%s\n%s", once, twice)
+		}
+	}
+}
+
+// TestSetDefaultsCopies: filling the defaults of a config leaves another config that shares
+// its services untouched (the running config is read concurrently while a new one is made).
+func TestSetDefaultsCopies(t *testing.T) {
+	shared := Service{Listeners: []Listener{{Port: 80}}}
+	a := Config{Services: map[string]Service{"web": shared}}
+	a.SetDefaults()
+	if shared.Listeners[0].Protocol != "" || shared.HealthCheck != nil {
+		t.Errorf("SetDefaults wrote through to the shared service: %+v", shared)
+	}
+	if a.Services["web"].Listeners[0].Protocol != "http" {
+		t.Errorf("protocol not filled: %+v", a.Services["web"])
+	}
+}
+
+func TestMerge(t *testing.T) {
+	svc := func(port int) Service { return Service{Listeners: []Listener{{Port: port}}} }
+	base := Defaults()
+	tests := []struct {
+		name         string
+		file, api    map[string]Service
+		disabled     map[string][]string
+		wantServices []string
+		wantShadowed []string
+		wantErr      string
+	}{
+		{"file only", map[string]Service{"web": svc(80)}, nil, nil, []string{"web"}, nil, ""},
+		{"both", map[string]Service{"web": svc(80)}, map[string]Service{"api": svc(81)}, nil, []string{"api", "web"}, nil, ""},
+		{"file wins", map[string]Service{"web": svc(80)}, map[string]Service{"web": svc(81)}, nil, []string{"web"}, []string{"web"}, ""},
+		{"listener taken", map[string]Service{"web": svc(80)}, map[string]Service{"api": svc(80)}, nil, nil, nil, "already used by service"},
+		{"disabled zones kept", nil, map[string]Service{"api": svc(81)}, map[string][]string{"api": {"a"}}, []string{"api"}, nil, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, shadowed, err := Merge(&base, tt.file, tt.api, tt.disabled)
+			if tt.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+					t.Fatalf("err = %v, want %q", err, tt.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if names := slices.Sorted(maps.Keys(got.Services)); !slices.Equal(names, tt.wantServices) {
+				t.Errorf("services = %v, want %v", names, tt.wantServices)
+			}
+			if !slices.Equal(shadowed, tt.wantShadowed) {
+				t.Errorf("shadowed = %v, want %v", shadowed, tt.wantShadowed)
+			}
+			if got.Services[tt.wantServices[0]].HealthCheck == nil {
+				t.Error("defaults not filled")
+			}
+			if !reflect.DeepEqual(got.DisabledZones, orEmpty(tt.disabled)) {
+				t.Errorf("disabled zones = %v, want %v", got.DisabledZones, tt.disabled)
+			}
+			if base.Services != nil {
+				t.Error("Merge changed base")
+			}
+		})
+	}
+}
+
+func orEmpty(m map[string][]string) map[string][]string {
+	if m == nil {
+		return map[string][]string{}
+	}
+	return m
 }

@@ -1,4 +1,4 @@
-package agent
+package haproxy
 
 import (
 	"context"
@@ -12,9 +12,9 @@ import (
 	"github.com/haproxytech/client-native/v5/runtime/options"
 )
 
-// runtimeClient is the part of client-native's runtime API (over haproxy's admin socket) that
+// RuntimeClient is the part of client-native's runtime API (over haproxy's admin socket) that
 // clbd uses. Tests wrap it to make a command fail.
-type runtimeClient interface {
+type RuntimeClient interface {
 	AddServer(backend, name, attributes string) error
 	DeleteServer(backend, name string) error
 	SetServerState(backend, server, state string) error
@@ -23,9 +23,9 @@ type runtimeClient interface {
 	ExecuteRaw(command string) ([]string, error)
 }
 
-// dialRuntime connects client-native to an admin socket. client-native caches the haproxy
+// DialRuntime connects client-native to an admin socket. client-native caches the haproxy
 // version per process and refuses add/del server until it knows it, so ask for it first.
-func dialRuntime(ctx context.Context, socket string) (runtimeClient, error) {
+func DialRuntime(ctx context.Context, socket string) (RuntimeClient, error) {
 	rt, err := runtime.New(ctx, options.Socket(socket))
 	if err != nil {
 		return nil, fmt.Errorf("runtime API %s: %w", socket, err)
@@ -45,22 +45,23 @@ func errNoSuchServer(err error) bool {
 	return err != nil && (strings.Contains(err.Error(), "No such server") || strings.Contains(err.Error(), "No such backend"))
 }
 
-// drain is a server taken out of rotation (state maint) and waiting for its connections to end
+// Drain is a server taken out of rotation (state maint) and waiting for its connections to end
 // before `del server`.
-type drain struct {
-	backend, name string
-	deadline      time.Time // then its sessions are shut down
-	forced        bool      // sessions were shut down
+type Drain struct {
+	Backend, Name string
+	Deadline      time.Time // then its sessions are shut down
+	Forced        bool      // sessions were shut down
 }
 
-func (d drain) key() string { return d.backend + "/" + d.name }
+// Key is BACKEND/SERVER, as haproxy's commands name a server.
+func (d Drain) Key() string { return d.Backend + "/" + d.Name }
 
-// runtimeApply applies server changes through the runtime API. A removed server goes to maint
+// ApplyServers applies server changes through the runtime API. A removed server goes to maint
 // at once (no new requests) and is deleted when its connections end: those are returned as
 // drains. Any failure stops at once; the caller falls back to a reload, which makes haproxy
 // match the file whatever was applied before the failure.
-func runtimeApply(rt runtimeClient, changes []serverChange, defaults map[string][]string, drainFor func(backend string) time.Duration) ([]drain, error) {
-	var drains []drain
+func ApplyServers(rt RuntimeClient, changes []ServerChange, defaults map[string][]string, drainFor func(backend string) time.Duration) ([]Drain, error) {
+	var drains []Drain
 	now := time.Now()
 	for _, c := range changes {
 		switch {
@@ -75,7 +76,7 @@ func runtimeApply(rt runtimeClient, changes []serverChange, defaults map[string]
 			switch {
 			case err == nil || errNoSuchServer(err):
 			case errStillUsed(err):
-				drains = append(drains, drain{backend: c.Backend, name: c.Old.Name, deadline: now.Add(drainFor(c.Backend))})
+				drains = append(drains, Drain{Backend: c.Backend, Name: c.Old.Name, Deadline: now.Add(drainFor(c.Backend))})
 			default:
 				return drains, fmt.Errorf("del server %s/%s: %w", c.Backend, c.Old.Name, err)
 			}
@@ -84,7 +85,7 @@ func runtimeApply(rt runtimeClient, changes []serverChange, defaults map[string]
 				return drains, err
 			}
 		default:
-			w, ok := c.weightOnly()
+			w, ok := c.WeightOnly()
 			if !ok {
 				// Address or options changed: not worth a runtime dance; a reload is exact.
 				return drains, fmt.Errorf("server %s/%s changed more than its weight", c.Backend, c.New.Name)
@@ -99,11 +100,11 @@ func runtimeApply(rt runtimeClient, changes []serverChange, defaults map[string]
 
 // addServer creates a dynamic server. haproxy 2.6 creates it in maintenance; health checks and
 // the server are then enabled (not `add server ... enabled`, which serves 503 until cycled).
-func addServer(rt runtimeClient, backend string, s haServer, defaults []string) error {
-	if err := rt.AddServer(backend, s.Name, addArgs(s, defaults)); err != nil {
+func addServer(rt RuntimeClient, backend string, s Server, defaults []string) error {
+	if err := rt.AddServer(backend, s.Name, AddArgs(s, defaults)); err != nil {
 		return fmt.Errorf("add server %s/%s: %w", backend, s.Name, err)
 	}
-	if hasCheck(s, defaults) {
+	if HasCheck(s, defaults) {
 		if err := rt.EnableServerHealth(backend, s.Name); err != nil {
 			return fmt.Errorf("enable health %s/%s: %w", backend, s.Name, err)
 		}
@@ -114,28 +115,28 @@ func addServer(rt runtimeClient, backend string, s haServer, defaults []string) 
 	return nil
 }
 
-// retryDrain tries to delete a draining server; past its deadline it shuts its sessions down
+// RetryDrain tries to delete a draining server; past its deadline it shuts its sessions down
 // first. It reports whether the drain is over.
-func retryDrain(rt runtimeClient, d *drain, now time.Time) (bool, error) {
-	err := rt.DeleteServer(d.backend, d.name)
+func RetryDrain(rt RuntimeClient, d *Drain, now time.Time) (bool, error) {
+	err := rt.DeleteServer(d.Backend, d.Name)
 	switch {
 	case err == nil || errNoSuchServer(err):
 		return true, nil
 	case !errStillUsed(err):
-		return true, fmt.Errorf("del server %s: %w", d.key(), err)
-	case now.Before(d.deadline):
+		return true, fmt.Errorf("del server %s: %w", d.Key(), err)
+	case now.Before(d.Deadline):
 		return false, nil
-	case !d.forced:
-		d.forced = true
-		_, err := rt.ExecuteRaw("shutdown sessions server " + d.key())
+	case !d.Forced:
+		d.Forced = true
+		_, err := rt.ExecuteRaw("shutdown sessions server " + d.Key())
 		return false, err
-	case now.After(d.deadline.Add(5 * time.Second)):
-		return true, fmt.Errorf("del server %s: connections still attached 5s after shutting its sessions down; it stays in maintenance until the next reload", d.key())
+	case now.After(d.Deadline.Add(5 * time.Second)):
+		return true, fmt.Errorf("del server %s: connections still attached 5s after shutting its sessions down; it stays in maintenance until the next reload", d.Key())
 	}
 	return false, nil
 }
 
-// dumpServerState writes `show servers state` to path, so the next worker starts with the
+// DumpServerState writes `show servers state` to path, so the next worker starts with the
 // current health, drain states and weights (load-server-state-from-file).
 //
 // Servers in forced maintenance are left out: clbd puts a server there only to drain it before
@@ -143,7 +144,7 @@ func retryDrain(rt runtimeClient, d *drain, now time.Time) (bool, error) {
 // maintenance in the next worker and serve nothing. Every line ends with a newline: haproxy
 // ignores the whole file ("corrupted global server state file") when the last one does not,
 // and client-native trims it.
-func dumpServerState(rt runtimeClient, write func([]byte) error) error {
+func DumpServerState(rt RuntimeClient, write func([]byte) error) error {
 	out, err := rt.ExecuteRaw("show servers state")
 	if err != nil {
 		return fmt.Errorf("show servers state: %w", err)

@@ -1,4 +1,4 @@
-package agent
+package reconcile
 
 import (
 	"bytes"
@@ -11,6 +11,7 @@ import (
 
 	"gopkg.in/yaml.v3"
 
+	"clb/agent/config"
 	"clb/internal/haproxy"
 	"clb/internal/model"
 	"clb/internal/render"
@@ -23,7 +24,7 @@ var update = flag.Bool("update", false, "rewrite golden files")
 // renderCase is testdata/render/<case>.json: services (none = the built-in default config)
 // and members by service.
 type renderCase struct {
-	Services map[string]Service        `yaml:"services"`
+	Services map[string]config.Service `yaml:"services"`
 	Members  map[string][]model.Member `yaml:"members"`
 }
 
@@ -52,14 +53,15 @@ func TestRenderGolden(t *testing.T) {
 			if err := dec.Decode(&rc); err != nil {
 				t.Fatal(err)
 			}
-			cfg := Defaults()
+			cfg := config.Defaults()
 			if rc.Services == nil {
-				if err := Decode(&cfg, defaultConfigYAML, "default"); err != nil {
+				if err := config.Decode(&cfg, config.DefaultConfigYAML(), "default"); err != nil {
 					t.Fatal(err)
 				}
 			} else {
 				cfg.Services = rc.Services
 			}
+			cfg.SetDefaults()
 			if err := cfg.Validate(); err != nil {
 				t.Fatalf("Validate: %v", err)
 			}
@@ -67,7 +69,7 @@ func TestRenderGolden(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			got, err := render.Render(tmpl, cfg.renderData(store.Snapshot{Members: rc.Members},
+			got, err := render.Render(tmpl, Desired(&cfg, store.Snapshot{Members: rc.Members},
 				render.Data{TemplateSource: source, AdminSocket: "/run/clb/admin.sock", ServerStateFile: "/var/lib/clb-server/haproxy.state"}))
 			if err != nil {
 				t.Fatal(err)
@@ -81,7 +83,7 @@ func TestRenderGolden(t *testing.T) {
 			}
 			want, err := os.ReadFile(golden)
 			if err != nil {
-				t.Fatalf("%v (run go test ./agent -run TestRenderGolden -update)", err)
+				t.Fatalf("%v (run go test ./agent/reconcile -run TestRenderGolden -update)", err)
 			}
 			if !bytes.Equal(portable, want) {
 				t.Errorf("rendered config differs from %s (run with -update after checking):\n--- got\n%s", golden, portable)

@@ -1,4 +1,11 @@
-package agent
+// Package clbdcli is clbd's command line (urfave/cli): the daemon and its subcommands (render,
+// check, keys, passwd, store migrate, version). cmd/clbd only calls Main; the man pages and
+// completions are generated from App (internal/tools/gendocs). It builds the config (defaults,
+// the file, the flags), hands it to package agent and turns errors into exit codes (exitcodes.go).
+//
+// Global flags reach every subcommand: `clbd --config F check` and `clbd check --config F`
+// read the same file (a flag given after the subcommand wins).
+package clbdcli
 
 import (
 	"context"
@@ -9,11 +16,15 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"syscall"
 	"time"
 
 	"github.com/urfave/cli/v2"
 
+	"clb/agent"
+	"clb/agent/config"
+	"clb/agent/reconcile"
 	"clb/internal/haproxy"
 	"clb/internal/render"
 )
@@ -33,9 +44,9 @@ func Main(args []string, stdout, stderr io.Writer) int {
 }
 
 func flags() []cli.Flag {
-	d := Defaults()
+	d := config.Defaults()
 	return []cli.Flag{
-		&cli.StringFlag{Name: "config", Value: DefaultConfigPath, Usage: "config file (YAML; watched, services hot-reloaded)"},
+		&cli.StringFlag{Name: "config", Value: config.DefaultConfigPath, Usage: "config file (YAML; watched, services hot-reloaded)"},
 		&cli.StringFlag{Name: "listen", Value: d.Listen, EnvVars: []string{"CLB_LISTEN"}, Usage: "API address"},
 		&cli.StringFlag{Name: "templates", Value: d.Templates, Usage: "directory holding haproxy.tmpl (built-in template when absent; watched)"},
 		&cli.StringFlag{Name: "output", Aliases: []string{"o"}, Value: d.Output, Usage: "where the rendered haproxy.cfg is installed (managed mode: STATE_DIR/haproxy.cfg unless given)"},
@@ -49,7 +60,7 @@ func flags() []cli.Flag {
 		&cli.StringFlag{Name: "tls-cert", Usage: "serve the API over TLS with this certificate (PEM; re-read when it changes)"},
 		&cli.StringFlag{Name: "tls-key", Usage: "private key of --tls-cert (PEM)"},
 		&cli.StringFlag{Name: "tls-client-ca", Usage: "require client certificates signed by this CA (PEM)"},
-		&cli.StringFlag{Name: "log-level", Value: "info", Usage: "debug, info, warn or error"},
+		&cli.StringFlag{Name: "log-level", Value: d.LogLevel, Usage: "debug, info, warn or error (config key log_level)"},
 	}
 }
 
@@ -58,7 +69,7 @@ func App(stdout, stderr io.Writer) *cli.App {
 	return &cli.App{
 		Name:      "clbd",
 		Usage:     "register members into haproxy: the clb load-balancer agent",
-		Version:   Version,
+		Version:   agent.Version,
 		Writer:    stdout,
 		ErrWriter: stderr,
 		Flags:     flags(),
@@ -72,7 +83,7 @@ func App(stdout, stderr io.Writer) *cli.App {
 			passwdCommand(stdout, stderr),
 			storeCommand(stdout, stderr),
 			{Name: "version", Usage: "print the version", Action: func(c *cli.Context) error {
-				fmt.Fprintf(stdout, "clbd %s\n", Version)
+				fmt.Fprintf(stdout, "clbd %s\n", agent.Version)
 				return nil
 			}},
 		},
@@ -80,30 +91,65 @@ func App(stdout, stderr io.Writer) *cli.App {
 	}
 }
 
+// setIn is the context, of c or of a command above it, where flag name was given: a flag after
+// the subcommand wins over the same flag before it. nil when it was given nowhere.
+func setIn(c *cli.Context, name string) *cli.Context {
+	for _, lc := range c.Lineage() {
+		if slices.Contains(lc.LocalFlagNames(), name) {
+			return lc
+		}
+	}
+	return nil
+}
+
+func isSet(c *cli.Context, name string) bool { return setIn(c, name) != nil }
+
+// str is the value of flag name wherever it was given, else its default.
+func str(c *cli.Context, name string) string {
+	if lc := setIn(c, name); lc != nil {
+		return lc.String(name)
+	}
+	return c.String(name)
+}
+
 // configFromCLI builds the config: defaults, then the config file, then the flags that were
-// given. A missing config file is fine only when --config was not given: clbd then runs the
-// embedded default config.
-func configFromCLI(c *cli.Context) (*Config, string, error) {
-	cfg := Defaults()
-	path := c.String("config")
-	if _, err := os.Stat(path); err != nil && !c.IsSet("config") && errors.Is(err, os.ErrNotExist) {
-		if err := Decode(&cfg, defaultConfigYAML, "built-in default"); err != nil {
+// given, then the defaults the file left empty (SetDefaults); it does not validate. A missing
+// config file is fine only when --config was not given: clbd then runs the embedded default
+// config.
+func configFromCLI(c *cli.Context) (*config.Config, string, error) {
+	cfg := config.Defaults()
+	path := str(c, "config")
+	if _, err := os.Stat(path); err != nil && !isSet(c, "config") && errors.Is(err, os.ErrNotExist) {
+		if err := config.Decode(&cfg, config.DefaultConfigYAML(), "built-in default"); err != nil {
 			return nil, "", err
 		}
 		path = ""
-	} else if err := LoadFile(&cfg, path); err != nil {
+	} else if err := config.LoadFile(&cfg, path); err != nil {
 		return nil, "", err
 	}
 	overlay(c, &cfg)
-	cfg.Output = OutputPath(&cfg, c.IsSet("output") || cfg.Output != Defaults().Output)
+	cfg.Output = config.OutputPath(&cfg, isSet(c, "output") || cfg.Output != config.Defaults().Output)
+	cfg.SetDefaults()
 	return &cfg, path, nil
 }
 
+// validConfig is configFromCLI, validated.
+func validConfig(c *cli.Context) (*config.Config, string, error) {
+	cfg, path, err := configFromCLI(c)
+	if err != nil {
+		return nil, "", err
+	}
+	if err := cfg.Validate(); err != nil {
+		return nil, "", fmt.Errorf("config: %w", err)
+	}
+	return cfg, path, nil
+}
+
 // overlay lays the flags that were given over cfg.
-func overlay(c *cli.Context, cfg *Config) {
+func overlay(c *cli.Context, cfg *config.Config) {
 	set := func(name string, dst *string) {
-		if c.IsSet(name) {
-			*dst = c.String(name)
+		if isSet(c, name) {
+			*dst = str(c, name)
 		}
 	}
 	set("listen", &cfg.Listen)
@@ -117,47 +163,48 @@ func overlay(c *cli.Context, cfg *Config) {
 	set("tls-cert", &cfg.TLSCert)
 	set("tls-key", &cfg.TLSKey)
 	set("tls-client-ca", &cfg.TLSClientCA)
-	if c.IsSet("state-dir") {
-		cfg.StateDir = c.String("state-dir")
-		if !c.IsSet("templates") && cfg.Templates == Defaults().Templates {
+	set("log-level", &cfg.LogLevel)
+	if isSet(c, "state-dir") {
+		cfg.StateDir = str(c, "state-dir")
+		if !isSet(c, "templates") && cfg.Templates == config.Defaults().Templates {
 			cfg.Templates = filepath.Join(cfg.StateDir, "templates")
 		}
 	}
-	if c.IsSet("managed") {
-		cfg.Managed = c.Bool("managed")
+	if lc := setIn(c, "managed"); lc != nil {
+		cfg.Managed = lc.Bool("managed")
 	}
 }
 
-func newLogger(c *cli.Context, w io.Writer) (*slog.Logger, error) {
-	var level slog.Level
-	if err := level.UnmarshalText([]byte(c.String("log-level"))); err != nil {
-		return nil, cli.Exit(fmt.Sprintf("--log-level: %v", err), 64)
+func newLogger(level string, w io.Writer) (*slog.Logger, error) {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(level)); err != nil {
+		return nil, cli.Exit(fmt.Sprintf("log level %q: want debug, info, warn or error", level), ExitUsage)
 	}
-	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: level})), nil
+	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: l})), nil
 }
 
 func runDaemon(c *cli.Context, stderr io.Writer) error {
 	if c.NArg() > 0 {
-		return cli.Exit(fmt.Sprintf("unknown command %q (see clbd --help)", c.Args().First()), 64)
+		return cli.Exit(fmt.Sprintf("unknown command %q (see clbd --help)", c.Args().First()), ExitUsage)
 	}
-	log, err := newLogger(c, stderr)
+	cfg, path, err := validConfig(c)
+	if err != nil {
+		return cli.Exit(err.Error(), ExitConfig)
+	}
+	log, err := newLogger(cfg.LogLevel, stderr)
 	if err != nil {
 		return err
 	}
-	cfg, path, err := configFromCLI(c)
-	if err != nil {
-		return cli.Exit(err.Error(), 78)
-	}
-	a, err := New(cfg, Options{
+	a, err := agent.New(cfg, agent.Options{
 		ConfigPath: path,
-		Reload: func() (*Config, error) {
+		Reload: func() (*config.Config, error) {
 			next, _, err := configFromCLI(c)
 			return next, err
 		},
 		Logger: log,
 	})
 	if err != nil {
-		return cli.Exit("config: "+err.Error(), 78)
+		return cli.Exit("config: "+err.Error(), ExitConfig)
 	}
 	if path == "" {
 		log.Info("no config file: running the built-in default config", "services", "web")
@@ -168,21 +215,42 @@ func runDaemon(c *cli.Context, stderr io.Writer) error {
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
+	hupDone := make(chan struct{})
+	defer func() { <-hupDone }()
 	go func() {
-		select {
-		case <-hup:
-			log.Info("SIGHUP: restarting clbd in place; haproxy keeps serving")
-			a.Restart()
-		case <-ctx.Done():
-		}
+		defer close(hupDone)
+		onHangup(ctx, hup, log, func() error { _, _, err := validConfig(c); return err }, a.Restart)
 	}()
 	if err := a.Run(ctx); err != nil {
+		stop()
 		return err
 	}
+	stop()
 	if a.Restarting() {
 		return reexec()
 	}
 	return nil
+}
+
+// onHangup restarts clbd in place on SIGHUP (systemctl reload), but only with a config that
+// checks: a config file with a syntax error or an unknown key is refused with a log line, and
+// clbd keeps running on the config it has (with its haproxy and its API) until the next
+// SIGHUP. It returns when ctx ends or after asking for the restart.
+func onHangup(ctx context.Context, hup <-chan os.Signal, log *slog.Logger, check func() error, restart func()) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-hup:
+		}
+		if err := check(); err != nil {
+			log.Error("SIGHUP: the new config does not check; not restarting, clbd keeps running on the config it has", "err", err)
+			continue
+		}
+		log.Info("SIGHUP: restarting clbd in place; haproxy keeps serving")
+		restart()
+		return
+	}
 }
 
 // reexec replaces this process with a fresh clbd (same PID, same arguments), which adopts the
@@ -196,33 +264,25 @@ func reexec() error {
 }
 
 func renderCmd(c *cli.Context, stdout io.Writer, check bool) error {
-	cfg, _, err := configFromCLI(c)
+	cfg, _, err := validConfig(c)
 	if err != nil {
-		return cli.Exit(err.Error(), 78)
-	}
-	if err := cfg.Validate(); err != nil {
-		return cli.Exit("config: "+err.Error(), 78)
+		return cli.Exit(err.Error(), ExitConfig)
 	}
 	snapCtx, cancelSnap := context.WithTimeout(context.Background(), 2*cfg.Store.DialTimeout+time.Second)
 	snap, err := readSnapshot(snapCtx, cfg)
 	cancelSnap()
 	if err != nil {
-		return cli.Exit(err.Error(), 1)
+		return cli.Exit(err.Error(), ExitFailure)
 	}
 	tmpl, source, err := render.Load(cfg.Templates)
 	if err != nil {
-		return cli.Exit(fmt.Sprintf("template %s: %v", source, err), 1)
+		return cli.Exit(fmt.Sprintf("template %s: %v", source, err), ExitFailure)
 	}
-	env := render.Data{TemplateSource: source, AdminSocket: cfg.RuntimeSocket}
-	if cfg.Managed {
-		env.AdminSocket = filepath.Join(cfg.StateDir, adminSocketName)
-	}
-	if env.AdminSocket != "" {
-		env.ServerStateFile = filepath.Join(cfg.StateDir, serverStateName)
-	}
-	out, err := render.Render(tmpl, cfg.renderData(snap, env))
+	// The same environment the daemon renders with.
+	env := render.Data{TemplateSource: source, AdminSocket: cfg.AdminSocket(), ServerStateFile: cfg.ServerStateFile()}
+	out, err := render.Render(tmpl, reconcile.Desired(cfg, snap, env))
 	if err != nil {
-		return cli.Exit(err.Error(), 1)
+		return cli.Exit(err.Error(), ExitFailure)
 	}
 	if !check {
 		_, err := stdout.Write(out)
@@ -230,17 +290,17 @@ func renderCmd(c *cli.Context, stdout io.Writer, check bool) error {
 	}
 	f, err := os.CreateTemp("", "clbd-check-*.cfg")
 	if err != nil {
-		return cli.Exit(err.Error(), 1)
+		return cli.Exit(err.Error(), ExitFailure)
 	}
 	defer os.Remove(f.Name())
 	if _, err := f.Write(out); err != nil {
-		return cli.Exit(err.Error(), 1)
+		return cli.Exit(err.Error(), ExitFailure)
 	}
 	f.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	if err := haproxy.Check(ctx, cfg.Haproxy, f.Name()); err != nil {
-		return cli.Exit(fmt.Sprintf("check: config rendered from %s: %v", source, err), 1)
+		return cli.Exit(fmt.Sprintf("check: config rendered from %s: %v", source, err), ExitFailure)
 	}
 	fmt.Fprintf(stdout, "ok: haproxy accepts the config rendered from %s (%d services)\n", source, len(cfg.Services))
 	return nil

@@ -1,4 +1,4 @@
-package agent
+package haproxy
 
 import (
 	"strings"
@@ -7,7 +7,7 @@ import (
 
 // stateRuntime answers `show servers state` with a fixed text, as client-native returns it.
 type stateRuntime struct {
-	runtimeClient
+	RuntimeClient
 	answer string
 }
 
@@ -35,7 +35,7 @@ func TestDumpServerState(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var got string
-			err := dumpServerState(stateRuntime{answer: tc.answer}, func(b []byte) error { got = string(b); return nil })
+			err := DumpServerState(stateRuntime{answer: tc.answer}, func(b []byte) error { got = string(b); return nil })
 			if err != nil {
 				t.Fatal(err)
 			}

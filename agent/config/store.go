@@ -1,4 +1,4 @@
-package agent
+package config
 
 import (
 	"crypto/tls"
@@ -14,8 +14,8 @@ import (
 
 // Store types.
 const (
-	storeLocal = "local"
-	storeEtcd  = "etcd"
+	StoreLocal = "local"
+	StoreEtcd  = "etcd"
 )
 
 // StoreConfig is the `store:` section: where the membership lives. The default, local, is
@@ -46,19 +46,18 @@ type StoreTLSConfig struct {
 
 const defaultStorePrefix = "/clb/"
 
-// validate fills the defaults of the store section and checks it; errors name the key.
-func (s *StoreConfig) validate() []error {
+// validate checks the store section (defaults filled); errors name the key.
+func (s StoreConfig) validate() []error {
 	var errs []error
 	fail := func(format string, args ...any) { errs = append(errs, fmt.Errorf("store."+format, args...)) }
 	switch s.Type {
-	case "", storeLocal:
-		s.Type = storeLocal
+	case StoreLocal:
 		if len(s.Endpoints) > 0 || s.Prefix != "" || s.Username != "" || s.Password != "" || s.PasswordFile != "" ||
 			s.TLS != (StoreTLSConfig{}) || s.DialTimeout != 0 {
 			fail("type local takes no other setting (endpoints, prefix, ... are for type etcd)")
 		}
 		return errs
-	case storeEtcd:
+	case StoreEtcd:
 	default:
 		fail("type %q: want local or etcd", s.Type)
 		return errs
@@ -71,15 +70,9 @@ func (s *StoreConfig) validate() []error {
 			fail("endpoints[%d] %q: %v", i, e, err)
 		}
 	}
-	if s.Prefix == "" {
-		s.Prefix = defaultStorePrefix
-	}
 	if !strings.HasPrefix(s.Prefix, "/") || !strings.HasSuffix(s.Prefix, "/") || len(s.Prefix) > 128 ||
 		strings.ContainsFunc(s.Prefix, func(r rune) bool { return r <= ' ' || r >= 0x7f }) {
 		fail("prefix %q: want a path that starts and ends with /, printable ASCII, at most 128 bytes", s.Prefix)
-	}
-	if s.DialTimeout == 0 {
-		s.DialTimeout = 2 * time.Second
 	}
 	if s.DialTimeout < 100*time.Millisecond || s.DialTimeout > time.Minute {
 		fail("dial_timeout %s: want 100ms-1m", s.DialTimeout)
@@ -120,9 +113,9 @@ func checkEndpoint(e string) error {
 	return nil
 }
 
-// tlsConfig builds the TLS settings for etcd: nil when no endpoint uses https and no TLS
+// TLSConfig builds the TLS settings for etcd: nil when no endpoint uses https and no TLS
 // file is given.
-func (s *StoreConfig) tlsConfig() (*tls.Config, error) {
+func (s *StoreConfig) TLSConfig() (*tls.Config, error) {
 	https := false
 	for _, e := range s.Endpoints {
 		https = https || strings.HasPrefix(e, "https://")
@@ -152,8 +145,8 @@ func (s *StoreConfig) tlsConfig() (*tls.Config, error) {
 	return tc, nil
 }
 
-// password returns the etcd password, from the file when one is given.
-func (s *StoreConfig) password() (string, error) {
+// PasswordValue returns the etcd password, from the file when one is given.
+func (s *StoreConfig) PasswordValue() (string, error) {
 	if s.PasswordFile == "" {
 		return s.Password, nil
 	}

@@ -1,6 +1,8 @@
-package agent
+package clbdcli
 
 import (
+	"clb/agent/config"
+
 	"errors"
 	"fmt"
 	"io"
@@ -24,7 +26,7 @@ import (
 func keysCommand(stdout, stderr io.Writer) *cli.Command {
 	fileFlags := []cli.Flag{
 		&cli.StringFlag{Name: "keys-file", Usage: "keys file to manage (default: keys_file of --config)"},
-		&cli.StringFlag{Name: "config", Value: DefaultConfigPath, Usage: "clbd config file naming keys_file"},
+		&cli.StringFlag{Name: "config", Value: config.DefaultConfigPath, Usage: "clbd config file naming keys_file"},
 	}
 	return &cli.Command{
 		Name:  "keys",
@@ -59,7 +61,7 @@ func keysCommand(stdout, stderr io.Writer) *cli.Command {
 				Name: "list", Usage: "list the keys (never their secrets)", Flags: fileFlags,
 				Action: func(c *cli.Context) error {
 					if c.NArg() > 0 {
-						return cli.Exit("keys list takes no arguments", 64)
+						return cli.Exit("keys list takes no arguments", ExitUsage)
 					}
 					path, err := keysPath(c)
 					if err != nil {
@@ -67,7 +69,7 @@ func keysCommand(stdout, stderr io.Writer) *cli.Command {
 					}
 					f, _, err := loadKeysForEdit(path)
 					if err != nil {
-						return cli.Exit(err.Error(), 1)
+						return cli.Exit(err.Error(), ExitFailure)
 					}
 					tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
 					fmt.Fprintln(tw, "ID\tSCOPE\tSERVICES\tCREATED")
@@ -89,7 +91,7 @@ func keysCommand(stdout, stderr io.Writer) *cli.Command {
 					args := c.Args().Slice()
 					inPlace := c.Bool("in-place")
 					if inPlace && len(args) != 1 || !inPlace && len(args) != 2 {
-						return cli.Exit("usage: clbd keys rotate OLD NEW, or clbd keys rotate --in-place ID", 64)
+						return cli.Exit("usage: clbd keys rotate OLD NEW, or clbd keys rotate --in-place ID", ExitUsage)
 					}
 					return editKeys(c, stdout, stderr, func(f *auth.KeysFile) (string, string, error) {
 						i := f.Find(args[0])
@@ -140,26 +142,26 @@ func now() string { return time.Now().UTC().Format(time.RFC3339) }
 func oneArg(c *cli.Context, name string) (string, error) {
 	for _, a := range c.Args().Slice()[min(1, c.NArg()):] {
 		if strings.HasPrefix(a, "-") {
-			return "", cli.Exit(fmt.Sprintf("flag %s after %s: flags must come first (clbd keys %s [flags] %s)", a, name, c.Command.Name, name), 64)
+			return "", cli.Exit(fmt.Sprintf("flag %s after %s: flags must come first (clbd keys %s [flags] %s)", a, name, c.Command.Name, name), ExitUsage)
 		}
 	}
 	if c.NArg() != 1 {
-		return "", cli.Exit(fmt.Sprintf("want one argument %s, got %d", name, c.NArg()), 64)
+		return "", cli.Exit(fmt.Sprintf("want one argument %s, got %d", name, c.NArg()), ExitUsage)
 	}
 	return c.Args().First(), nil
 }
 
 // keysPath is --keys-file, or keys_file of the config file.
 func keysPath(c *cli.Context) (string, error) {
-	if p := c.String("keys-file"); p != "" {
+	if p := str(c, "keys-file"); p != "" {
 		return p, nil
 	}
-	cfg := Defaults()
-	if err := LoadFile(&cfg, c.String("config")); err != nil {
-		return "", cli.Exit(fmt.Sprintf("no --keys-file, and %v", err), 64)
+	cfg := config.Defaults()
+	if err := config.LoadFile(&cfg, str(c, "config")); err != nil {
+		return "", cli.Exit(fmt.Sprintf("no --keys-file, and %v", err), ExitUsage)
 	}
 	if cfg.KeysFile == "" {
-		return "", cli.Exit(fmt.Sprintf("no --keys-file, and %s sets no keys_file", c.String("config")), 64)
+		return "", cli.Exit(fmt.Sprintf("no --keys-file, and %s sets no keys_file", str(c, "config")), ExitUsage)
 	}
 	return cfg.KeysFile, nil
 }
@@ -248,26 +250,26 @@ func editKeys(c *cli.Context, stdout, stderr io.Writer, edit func(*auth.KeysFile
 	}
 	unlock, err := lockDirOf(path)
 	if err != nil {
-		return cli.Exit(err.Error(), 1)
+		return cli.Exit(err.Error(), ExitFailure)
 	}
 	defer unlock()
 	f, o, err := loadKeysForEdit(path)
 	if err != nil {
-		return cli.Exit(err.Error(), 1)
+		return cli.Exit(err.Error(), ExitFailure)
 	}
 	secret, msg, err := edit(f)
 	if err != nil {
-		return cli.Exit(err.Error(), 1)
+		return cli.Exit(err.Error(), ExitFailure)
 	}
 	if err := f.Validate(); err != nil {
-		return cli.Exit(err.Error(), 64)
+		return cli.Exit(err.Error(), ExitUsage)
 	}
 	data, err := f.Marshal()
 	if err != nil {
-		return cli.Exit(err.Error(), 1)
+		return cli.Exit(err.Error(), ExitFailure)
 	}
 	if err := writePrivate(path, data, o); err != nil {
-		return cli.Exit(err.Error(), 1)
+		return cli.Exit(err.Error(), ExitFailure)
 	}
 	fmt.Fprintf(stderr, "%s in %s\n", msg, path)
 	if secret != "" {

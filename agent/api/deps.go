@@ -1,0 +1,69 @@
+package api
+
+import (
+	"log/slog"
+	"net/http"
+	"time"
+
+	"clb/agent/config"
+	"clb/internal/auth"
+	"clb/internal/model"
+	"clb/internal/ratelimit"
+	"clb/internal/store"
+)
+
+// The API's view of the core: small interfaces it defines itself, so that it can be read (and
+// tested) without the reconciler, the store or the daemon behind them.
+
+// Members is the durable membership.
+type Members interface {
+	Put(service string, m model.Member) (changed bool, err error)
+	PutLease(service string, m model.Member, ttl time.Duration, now time.Time) (changed bool, expires time.Time, err error)
+	Delete(service, name string) (model.Member, error)
+	Snapshot() store.Snapshot
+}
+
+// Applier applies what is stored to haproxy. Each call asks for an apply that covers every
+// change made before it and returns a channel that receives its outcome: nil once haproxy runs
+// it. TriggerFor is for the unregistration of member: the outcome comes once its servers are
+// drained.
+type Applier interface {
+	Trigger() <-chan error
+	TriggerFor(member string) <-chan error
+}
+
+// Definitions changes what the API defines (services, disabled zones) and makes it the running
+// config. Its errors are the sentinels of package defs (ErrFileService, ErrNotDefined,
+// ErrInvalid) or store failures.
+type Definitions interface {
+	DefineService(name string, svc config.Service) error
+	RemoveService(name string) error
+	SetZone(service, zone string, enabled bool) error
+}
+
+// Status is what /v1/status and the health of members come from.
+type Status interface {
+	// Status is the body of GET /v1/status.
+	Status() any
+	// Health is each member's health by service and member name, as haproxy last reported
+	// it (nil: not known).
+	Health() map[string]map[string]string
+}
+
+// Deps are what the API needs.
+type Deps struct {
+	Logger *slog.Logger
+	// Config is the running config.
+	Config      func() *config.Config
+	Members     Members
+	Applier     Applier
+	Definitions Definitions
+	Status      Status
+	// Verifier checks request signatures; Limiter counts failed authentications per source.
+	Verifier *auth.Verifier
+	Limiter  *ratelimit.Limiter
+	// Metrics serves GET /metrics (unauthenticated, like /healthz); nil for none.
+	Metrics http.Handler
+	// OnChange is told of every accepted membership change (op register or unregister).
+	OnChange func(service, op string)
+}

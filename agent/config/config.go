@@ -1,0 +1,250 @@
+// Package config is clbd's configuration: the config file's contract (YAML, unknown keys
+// refused), the built-in defaults, one step that fills per-setting defaults (SetDefaults), a
+// pure check that changes nothing (Validate), and the one place where the config file's
+// services and the services defined through the API are merged into the running config
+// (Merge).
+//
+// Every value that can reach haproxy.cfg is checked here or in package model, so no input can
+// add a line or a directive to the rendered config.
+package config
+
+import (
+	"bytes"
+	_ "embed"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"time"
+
+	"gopkg.in/yaml.v3"
+
+	"clb/internal/model"
+)
+
+// DefaultConfigPath is where clbd looks for its config file. When the file does not exist and
+// --config was not given, the embedded default config is used (one http service "web").
+const DefaultConfigPath = "/etc/clb/clbd.yaml"
+
+//go:embed default.yaml
+var defaultConfigYAML []byte
+
+// DefaultConfigYAML returns the embedded default config file, for `clbd` with no config and
+// for the packaged /etc/clb/clbd.yaml.
+func DefaultConfigYAML() []byte { return slices.Clone(defaultConfigYAML) }
+
+// Config is clbd's configuration: the config file, with flags laid over it.
+type Config struct {
+	Listen string `yaml:"listen"`
+	// LogLevel is debug, info, warn or error.
+	LogLevel      string        `yaml:"log_level"`
+	Output        string        `yaml:"output"`
+	ReloadCmd     string        `yaml:"reload_cmd"`
+	ReloadTimeout time.Duration `yaml:"reload_timeout"`
+	StateDir      string        `yaml:"state_dir"`
+	Templates     string        `yaml:"templates"`
+	Haproxy       string        `yaml:"haproxy"`
+	RuntimeSocket string        `yaml:"runtime_socket"`
+	Managed       bool          `yaml:"managed"`
+	PasswordFile  string        `yaml:"password_file"`
+	KeysFile      string        `yaml:"keys_file"`
+	// ApplyQuiet and ApplyMaxWait coalesce bursts of changes into one apply: the reconciler
+	// waits until no change arrived for ApplyQuiet, but never longer than ApplyMaxWait.
+	ApplyQuiet   time.Duration `yaml:"apply_quiet"`
+	ApplyMaxWait time.Duration `yaml:"apply_max_wait"`
+	// RequestTimeout bounds one API call, including the wait for the apply.
+	RequestTimeout time.Duration `yaml:"request_timeout"`
+	// LeaseMinTTL is the shortest lease (clb_register --ttl) clbd accepts, default 5s; a lapsed
+	// lease is removed within LeaseCheckInterval (default 1s). See lease.go.
+	LeaseMinTTL        time.Duration `yaml:"lease_min_ttl"`
+	LeaseCheckInterval time.Duration `yaml:"lease_check_interval"`
+
+	// TLSCert and TLSKey serve the API over TLS (files re-read when they change);
+	// TLSClientCA, when set, requires client certificates signed by it.
+	TLSCert     string `yaml:"tls_cert"`
+	TLSKey      string `yaml:"tls_key"`
+	TLSClientCA string `yaml:"tls_client_ca"`
+	// AuthFailBurst failed authentications are allowed per source address, then one more every
+	// AuthFailRefill; beyond that the source gets 429 until it has waited.
+	AuthFailBurst  int           `yaml:"auth_fail_burst"`
+	AuthFailRefill time.Duration `yaml:"auth_fail_refill"`
+	// MaxMembers bounds the members of one service.
+	MaxMembers int `yaml:"max_members"`
+
+	// Store is where the membership lives: the state dir (default) or etcd (storecfg.go).
+	Store StoreConfig `yaml:"store"`
+
+	Services map[string]Service `yaml:"services"`
+
+	// DisabledZones by service: zones taken out of rotation through the API (kept in the state
+	// dir, not in the config file).
+	DisabledZones map[string][]string `yaml:"-"`
+}
+
+// Service is a load-balanced service: ELB's listeners, health check and policies.
+type Service struct {
+	Listeners       []Listener    `yaml:"listeners"`
+	HealthCheck     *HealthCheck  `yaml:"health_check"`
+	Balance         string        `yaml:"balance"`
+	Sticky          bool          `yaml:"sticky"`
+	DrainingTimeout time.Duration `yaml:"draining_timeout"`
+}
+
+// Listener maps a port on the load balancer to a port on the members.
+type Listener struct {
+	Port        int    `yaml:"port" json:"port"`
+	Address     string `yaml:"address" json:"address,omitempty"`
+	Protocol    string `yaml:"protocol" json:"protocol"`
+	MemberPort  int    `yaml:"member_port" json:"member_port"`
+	Certificate string `yaml:"certificate" json:"certificate,omitempty"`
+}
+
+// HealthCheck is an ELB-style health check.
+type HealthCheck struct {
+	// Target is "HTTP:PORT/PATH" or "TCP:PORT".
+	Target             string        `yaml:"target"`
+	Interval           time.Duration `yaml:"interval"`
+	Timeout            time.Duration `yaml:"timeout"`
+	HealthyThreshold   int           `yaml:"healthy_threshold"`
+	UnhealthyThreshold int           `yaml:"unhealthy_threshold"`
+}
+
+// Defaults returns the built-in defaults of every setting (before the config file and flags).
+func Defaults() Config {
+	return Config{
+		Listen:         ":8090",
+		LogLevel:       "info",
+		Output:         "/etc/haproxy/haproxy.cfg",
+		ReloadTimeout:  30 * time.Second,
+		StateDir:       "/var/lib/clb-server",
+		Templates:      "/var/lib/clb-server/templates",
+		Haproxy:        "haproxy",
+		ApplyQuiet:     20 * time.Millisecond,
+		ApplyMaxWait:   250 * time.Millisecond,
+		RequestTimeout: 60 * time.Second,
+	}
+}
+
+// LoadFile reads a config file over cfg. Unknown keys are an error.
+func LoadFile(cfg *Config, path string) error {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return fmt.Errorf("read config: %w", err)
+	}
+	return Decode(cfg, data, path)
+}
+
+// ErrEmpty is the error of a config file with nothing in it (empty, blanks or comments only):
+// most likely a file caught in the middle of a rewrite, or truncated by mistake. Running on
+// the built-in defaults instead would write /etc/haproxy/haproxy.cfg with nothing of the
+// user's services.
+var ErrEmpty = errors.New("config is empty: it must define at least one setting (services, listen, ...)")
+
+// Decode decodes YAML config data over cfg, rejecting unknown keys and empty documents; name is
+// used in errors.
+func Decode(cfg *Config, data []byte, name string) error {
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true)
+	if err := dec.Decode(cfg); err != nil {
+		if errors.Is(err, io.EOF) {
+			return fmt.Errorf("config %s: %w", name, ErrEmpty)
+		}
+		return fmt.Errorf("config %s: %w", name, err)
+	}
+	return nil
+}
+
+// MemberPort is the port a member registers with when it names none: the first listener's.
+func (s Service) MemberPort() int { return s.Listeners[0].MemberPort }
+
+// Files clbd keeps in its state dir.
+const (
+	LastGoodName     = "haproxy.cfg.last-good"
+	ManagedCfgName   = "haproxy.cfg"
+	AdminSocketName  = "haproxy-admin.sock"
+	PasswordFileName = "password"
+	ServerStateName  = "haproxy.state"
+)
+
+// OutputPath is where the rendered config goes: -o, or in managed mode the state dir unless
+// -o was given.
+func OutputPath(cfg *Config, outputSet bool) string {
+	if cfg.Managed && !outputSet {
+		return filepath.Join(cfg.StateDir, ManagedCfgName)
+	}
+	return cfg.Output
+}
+
+// PasswordPath is the password file clbd reads: password_file, or STATE_DIR/password when
+// neither it nor a keys file is configured; "" when only a keys file is.
+func PasswordPath(cfg *Config) string {
+	switch {
+	case cfg.PasswordFile != "":
+		return cfg.PasswordFile
+	case cfg.KeysFile == "":
+		return filepath.Join(cfg.StateDir, PasswordFileName)
+	}
+	return ""
+}
+
+// AdminSocket is the haproxy admin socket clbd uses: its own in managed mode, runtime_socket
+// in external mode ("" = none: every change reloads).
+func (c *Config) AdminSocket() string {
+	if c.Managed {
+		return filepath.Join(c.StateDir, AdminSocketName)
+	}
+	return c.RuntimeSocket
+}
+
+// ServerStateFile is the server-state file haproxy reads after a reload; "" without an admin
+// socket, which dumps it.
+func (c *Config) ServerStateFile() string {
+	if c.AdminSocket() == "" {
+		return ""
+	}
+	return filepath.Join(c.StateDir, ServerStateName)
+}
+
+// BackendName is the name the built-in template gives the frontend and backend of a service's
+// listener: SERVICE_PORT. It is the only place that builds it; nothing parses it back (the
+// reconciler maps backends to services from the rendered servers, so user templates may name
+// backends as they like).
+func BackendName(service string, port int) string {
+	return service + "_" + strconv.Itoa(port)
+}
+
+// Lease bounds: the shortest lease is configurable (lease_min_ttl, 1s at the least, for tests
+// and very dynamic fleets), the longest is fixed.
+const (
+	DefaultLeaseMinTTL        = 5 * time.Second
+	MaxLeaseTTL               = 24 * time.Hour
+	DefaultLeaseCheckInterval = time.Second
+)
+
+// Defaults of the security settings.
+const (
+	// DefaultAuthFailBurst failed authentications are allowed from one source at once...
+	DefaultAuthFailBurst = 10
+	// ...and one more every DefaultAuthFailRefill after that.
+	DefaultAuthFailRefill = 6 * time.Second
+	// DefaultMaxMembers bounds the members of one service.
+	DefaultMaxMembers = 10_000
+)
+
+// LeaseTTL parses the "ttl" of a registration; empty means a permanent member.
+func (c *Config) LeaseTTL(s string) (time.Duration, error) {
+	if s == "" {
+		return 0, nil
+	}
+	d, err := time.ParseDuration(s)
+	if err != nil {
+		return 0, fmt.Errorf("ttl %q: want a duration such as \"30s\"", model.Clip(s, 40))
+	}
+	if d < c.LeaseMinTTL || d > MaxLeaseTTL {
+		return 0, fmt.Errorf("ttl %s: want %s-%s", d, c.LeaseMinTTL, MaxLeaseTTL)
+	}
+	return d, nil
+}

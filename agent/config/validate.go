@@ -1,0 +1,300 @@
+package config
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"maps"
+	"net"
+	"net/netip"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"clb/internal/model"
+)
+
+// ELB ranges for health checks.
+const (
+	minInterval  = 5 * time.Second
+	maxInterval  = 600 * time.Second
+	minThreshold = 2
+	maxThreshold = 10
+)
+
+var balances = []string{"roundrobin", "leastconn", "first", "random", "source", "static-rr", "uri"}
+
+// Validate checks a config whose defaults are filled (SetDefaults) and changes nothing. Its
+// errors name the setting; all of them are reported at once.
+func (c *Config) Validate() error {
+	var errs []error
+	if c.StateDir == "" {
+		errs = append(errs, errors.New("state_dir is empty"))
+	}
+	if !c.Managed && c.Output == "" {
+		errs = append(errs, errors.New("output is empty"))
+	}
+	errs = append(errs, c.validateSecurity()...)
+	errs = append(errs, c.validateLeases()...)
+	errs = append(errs, c.Store.validate()...)
+	if c.LogLevel != "" {
+		var level slog.Level
+		if err := level.UnmarshalText([]byte(c.LogLevel)); err != nil {
+			errs = append(errs, fmt.Errorf("log_level %q: want debug, info, warn or error", model.Clip(c.LogLevel, 40)))
+		}
+	}
+	if c.ApplyQuiet < 0 || c.ApplyMaxWait < c.ApplyQuiet {
+		errs = append(errs, fmt.Errorf("apply_quiet %s / apply_max_wait %s: want 0 <= quiet <= max wait", c.ApplyQuiet, c.ApplyMaxWait))
+	}
+	if c.ReloadTimeout <= 0 || c.RequestTimeout <= 0 {
+		errs = append(errs, errors.New("reload_timeout and request_timeout must be positive"))
+	}
+	binds := map[string]string{}
+	for _, name := range slices.Sorted(maps.Keys(c.Services)) {
+		svc := c.Services[name]
+		if err := svc.Validate(name); err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		for _, l := range svc.Listeners {
+			key := l.Address + ":" + strconv.Itoa(l.Port)
+			if other, ok := binds[key]; ok {
+				errs = append(errs, fmt.Errorf("service %s: listener %s is already used by service %s", name, key, other))
+			}
+			binds[key] = name
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// Validate checks one service whose defaults are filled; it changes nothing.
+func (s *Service) Validate(name string) error {
+	fail := func(format string, args ...any) error {
+		return fmt.Errorf("service %s: "+format, append([]any{name}, args...)...)
+	}
+	if err := model.ValidateServiceName(name); err != nil {
+		return err
+	}
+	if len(s.Listeners) == 0 {
+		return fail("needs at least one listener")
+	}
+	ports := map[int]bool{}
+	for i := range s.Listeners {
+		l := s.Listeners[i]
+		if err := model.ValidatePort(l.Port); err != nil {
+			return fail("listener %d: %w", i, err)
+		}
+		if ports[l.Port] {
+			return fail("listener %d: port %d listed twice", i, l.Port)
+		}
+		ports[l.Port] = true
+		if err := model.ValidatePort(l.MemberPort); err != nil {
+			return fail("listener %d: member_port: %w", i, err)
+		}
+		if l.Address != "" {
+			if a, err := netip.ParseAddr(l.Address); err != nil || a.Zone() != "" {
+				return fail("listener %d: address %q: want an IP address or empty for all", i, l.Address)
+			}
+		}
+		switch l.Protocol {
+		case "http", "tcp":
+			if l.Certificate != "" {
+				return fail("listener %d: certificate is only for protocol https", i)
+			}
+		case "https":
+			if l.Certificate == "" {
+				return fail("listener %d: protocol https needs certificate (a PEM file with key and chain)", i)
+			}
+			if !filepath.IsAbs(l.Certificate) || strings.ContainsAny(l.Certificate, " \t\r\n#\"'\\") {
+				return fail("listener %d: certificate %q: want an absolute path without spaces, quotes or '#'", i, l.Certificate)
+			}
+		default:
+			return fail("listener %d: protocol %q: want http, tcp or https", i, l.Protocol)
+		}
+	}
+	if !slices.Contains(balances, s.Balance) {
+		return fail("balance %q: want one of %s", s.Balance, strings.Join(balances, ", "))
+	}
+	if s.DrainingTimeout < 0 || s.DrainingTimeout > time.Hour {
+		return fail("draining_timeout %s: want 0s-1h", s.DrainingTimeout)
+	}
+	if s.HealthCheck == nil {
+		return fail("health_check: not filled (SetDefaults)")
+	}
+	if err := s.HealthCheck.Validate(); err != nil {
+		return fail("health_check: %w", err)
+	}
+	return nil
+}
+
+// Target is a parsed health check target.
+type Target struct {
+	// HTTP is true for an HTTP GET check, false for a TCP connect check.
+	HTTP bool
+	// Port is the port checked on members; 0 means the member's own port.
+	Port int
+	// Path is the HTTP path (HTTP checks only).
+	Path string
+}
+
+// Validate checks the ranges (ELB's) and the target of a health check whose defaults are
+// filled; it changes nothing.
+func (h HealthCheck) Validate() error {
+	if h.Interval < minInterval || h.Interval > maxInterval {
+		return fmt.Errorf("interval %s: want 5s-600s", h.Interval)
+	}
+	if h.Timeout < time.Second || h.Timeout >= h.Interval {
+		return fmt.Errorf("timeout %s: want at least 1s and less than the interval %s", h.Timeout, h.Interval)
+	}
+	for _, t := range []struct {
+		name string
+		v    int
+	}{{"healthy_threshold", h.HealthyThreshold}, {"unhealthy_threshold", h.UnhealthyThreshold}} {
+		if t.v < minThreshold || t.v > maxThreshold {
+			return fmt.Errorf("%s %d: want %d-%d", t.name, t.v, minThreshold, maxThreshold)
+		}
+	}
+	_, err := h.ParseTarget()
+	return err
+}
+
+// ParseTarget parses Target: "HTTP:PORT/PATH", "TCP:PORT", or empty for a TCP check on the
+// member's own port.
+func (h HealthCheck) ParseTarget() (Target, error) {
+	var t Target
+	if h.Target == "" {
+		return t, nil
+	}
+	proto, rest, ok := strings.Cut(h.Target, ":")
+	if !ok {
+		return t, fmt.Errorf("target %q: want HTTP:PORT/PATH or TCP:PORT", h.Target)
+	}
+	portStr, path := rest, ""
+	if i := strings.IndexByte(rest, '/'); i >= 0 {
+		portStr, path = rest[:i], rest[i:]
+	}
+	port, err := strconv.Atoi(portStr)
+	if err != nil || model.ValidatePort(port) != nil {
+		return t, fmt.Errorf("target %q: port %q: want 1-65535", h.Target, portStr)
+	}
+	t.Port = port
+	switch strings.ToUpper(proto) {
+	case "TCP":
+		if path != "" {
+			return t, fmt.Errorf("target %q: a TCP check takes no path", h.Target)
+		}
+	case "HTTP":
+		if path == "" {
+			path = "/"
+		}
+		if !validPath(path) {
+			return t, fmt.Errorf("target %q: path %q: want printable ASCII without spaces, quotes, '#' or '\\'", h.Target, path)
+		}
+		t.HTTP, t.Path = true, path
+	default:
+		return t, fmt.Errorf("target %q: protocol %q: want HTTP or TCP", h.Target, proto)
+	}
+	return t, nil
+}
+
+func validPath(p string) bool {
+	if len(p) > 1024 || !strings.HasPrefix(p, "/") {
+		return false
+	}
+	for _, r := range p {
+		if r <= ' ' || r >= 0x7f || strings.ContainsRune("#\"'\\", r) {
+			return false
+		}
+	}
+	return true
+}
+
+// validateSecurity checks the security settings.
+func (c *Config) validateSecurity() []error {
+	var errs []error
+	if c.AuthFailBurst < 1 || c.AuthFailBurst > 1_000_000 {
+		errs = append(errs, fmt.Errorf("auth_fail_burst %d: want 1-1000000", c.AuthFailBurst))
+	}
+	if c.AuthFailRefill < time.Millisecond || c.AuthFailRefill > 24*time.Hour {
+		errs = append(errs, fmt.Errorf("auth_fail_refill %s: want 1ms-24h", c.AuthFailRefill))
+	}
+	if c.MaxMembers < 1 || c.MaxMembers > 1_000_000 {
+		errs = append(errs, fmt.Errorf("max_members %d: want 1-1000000", c.MaxMembers))
+	}
+	if (c.TLSCert == "") != (c.TLSKey == "") {
+		errs = append(errs, errors.New("tls_cert and tls_key: give both or neither"))
+	}
+	if c.TLSClientCA != "" && c.TLSCert == "" {
+		errs = append(errs, errors.New("tls_client_ca needs tls_cert and tls_key"))
+	}
+	for _, f := range []struct{ key, path string }{
+		{"keys_file", c.KeysFile}, {"password_file", c.PasswordFile}, {"tls_cert", c.TLSCert},
+		{"tls_key", c.TLSKey}, {"tls_client_ca", c.TLSClientCA}, {"state_dir", c.StateDir},
+		{"templates", c.Templates}, {"output", c.Output}, {"runtime_socket", c.RuntimeSocket},
+	} {
+		if err := validFilePath(f.path); err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", f.key, err))
+		}
+	}
+	if c.Listen != "" {
+		if err := validListen(c.Listen); err != nil {
+			errs = append(errs, fmt.Errorf("listen %q: %w", clipText(c.Listen), err))
+		}
+	}
+	return errs
+}
+
+// validFilePath refuses paths that cannot be meant: control characters (a newline in a path
+// would also be a new line wherever the path is rendered), or too long.
+func validFilePath(p string) error {
+	if len(p) > 4096 {
+		return errors.New("path longer than 4096 bytes")
+	}
+	for _, r := range p {
+		if r < ' ' || r == 0x7f {
+			return fmt.Errorf("path %q contains a control character", clipText(p))
+		}
+	}
+	return nil
+}
+
+// validListen accepts HOST:PORT with an IP address or host name (or nothing, for all
+// addresses) and a port 0-65535 (0: any free port).
+func validListen(s string) error {
+	host, port, err := net.SplitHostPort(s)
+	if err != nil {
+		return errors.New("want HOST:PORT, [IPv6]:PORT or :PORT")
+	}
+	p, err := strconv.Atoi(port)
+	if err != nil || p < 0 || p > 65535 || strconv.Itoa(p) != port {
+		return fmt.Errorf("port %q: want 0-65535", clipText(port))
+	}
+	if host == "" {
+		return nil
+	}
+	if _, err := netip.ParseAddr(host); err == nil {
+		return nil
+	}
+	for _, r := range host {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '.') {
+			return fmt.Errorf("host %q: want an IP address or a host name", clipText(host))
+		}
+	}
+	return nil
+}
+
+func clipText(s string) string { return model.Clip(s, 80) }
+
+// validateLeases checks the lease settings.
+func (c *Config) validateLeases() []error {
+	var errs []error
+	if c.LeaseMinTTL < time.Second || c.LeaseMinTTL > MaxLeaseTTL {
+		errs = append(errs, fmt.Errorf("lease_min_ttl %s: want 1s-%s", c.LeaseMinTTL, MaxLeaseTTL))
+	}
+	if c.LeaseCheckInterval < 100*time.Millisecond || c.LeaseCheckInterval > time.Minute {
+		errs = append(errs, fmt.Errorf("lease_check_interval %s: want 100ms-1m", c.LeaseCheckInterval))
+	}
+	return errs
+}

@@ -1,0 +1,103 @@
+package agent
+
+import (
+	"fmt"
+	"maps"
+	"slices"
+
+	"clb/agent/config"
+	"clb/agent/defs"
+)
+
+// The core's side of definitions: what every front calls to define services and take zones
+// out of rotation (api.Definitions). A change is saved, then made the running config; a change
+// that makes the running config invalid (a listener already used, say) is undone and refused
+// with defs.ErrInvalid. The caller then asks the reconciler to apply it.
+
+// DefineService defines or replaces a service through the API.
+func (a *Agent) DefineService(name string, svc config.Service) error {
+	if a.isFileService(name) {
+		return fmt.Errorf("service %s: %w; change it there", name, defs.ErrFileService)
+	}
+	return a.changeDefs(func(f *defs.File) error {
+		f.Services[name] = svc
+		return nil
+	})
+}
+
+// RemoveService removes a service defined through the API. Its members stay in the state, so
+// defining the service again brings them back.
+func (a *Agent) RemoveService(name string) error {
+	if a.isFileService(name) {
+		return fmt.Errorf("service %s: %w; remove it there", name, defs.ErrFileService)
+	}
+	return a.changeDefs(func(f *defs.File) error {
+		if _, ok := f.Services[name]; !ok {
+			return fmt.Errorf("unknown service %q: %w", name, defs.ErrNotDefined)
+		}
+		delete(f.Services, name)
+		return nil
+	})
+}
+
+// SetZone takes a zone of a service out of rotation (its members get weight 0: no new
+// requests, in-flight ones finish) or puts it back.
+func (a *Agent) SetZone(service, zone string, enabled bool) error {
+	return a.changeDefs(func(f *defs.File) error {
+		zones := slices.DeleteFunc(slices.Clone(f.DisabledZones[service]), func(z string) bool { return z == zone })
+		if !enabled {
+			zones = append(zones, zone)
+			slices.Sort(zones)
+		}
+		if len(zones) == 0 {
+			delete(f.DisabledZones, service)
+		} else {
+			f.DisabledZones[service] = zones
+		}
+		return nil
+	})
+}
+
+func (a *Agent) isFileService(name string) bool {
+	a.cfgMu.Lock()
+	defer a.cfgMu.Unlock()
+	_, ok := a.fileServices[name]
+	return ok
+}
+
+// changeDefs saves a definitions change and makes it the running config; a change that makes
+// the config invalid is undone.
+func (a *Agent) changeDefs(fn func(f *defs.File) error) error {
+	before := a.defs.Snapshot()
+	if err := a.defs.Update(fn); err != nil {
+		return err
+	}
+	if err := a.setServices(nil); err != nil {
+		if rerr := a.defs.Update(func(f *defs.File) error { *f = before; return nil }); rerr != nil {
+			a.log.Error("undo definitions change", "err", rerr)
+		}
+		return fmt.Errorf("%w: %w", defs.ErrInvalid, err)
+	}
+	return nil
+}
+
+// setServices recomputes the running config from the config file's services (file; nil: the
+// ones in use) and the API's definitions, and makes it current.
+func (a *Agent) setServices(file map[string]config.Service) error {
+	a.cfgMu.Lock()
+	defer a.cfgMu.Unlock()
+	if file == nil {
+		file = a.fileServices
+	}
+	d := a.defs.Snapshot()
+	next, shadowed, err := config.Merge(a.config(), file, d.Services, d.DisabledZones)
+	for _, name := range shadowed {
+		a.log.Warn("service defined in the config file and through the API: the config file wins", "service", name)
+	}
+	if err != nil {
+		return err
+	}
+	a.fileServices = maps.Clone(file)
+	a.cfg.Store(next)
+	return nil
+}

@@ -1,0 +1,195 @@
+// Package defs keeps what the API defines, beside the membership: services defined with
+// PUT /v1/services/{service} and zones taken out of rotation. They live in
+// STATE_DIR/definitions.yaml, or in etcd when the membership does (they belong to the fleet,
+// not to one node). The running config is made from them and the config file by
+// config.Merge.
+package defs
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"maps"
+	"os"
+	"path/filepath"
+	"slices"
+	"sync"
+
+	"gopkg.in/yaml.v3"
+
+	"clb/agent/config"
+	"clb/internal/atomicfile"
+)
+
+// FileName is the local definitions file in the state dir.
+const FileName = "definitions.yaml"
+
+// Remote is a shared store that holds the definitions as one document (etcdstore.Store).
+type Remote interface {
+	Definitions() []byte
+	UpdateDefinitions(fn func(old []byte) ([]byte, error)) error
+}
+
+// Defs is the durable part of the config that the API changes. Services in the config file
+// win over services of the same name defined through the API (the API answers 409 for them).
+type Defs struct {
+	path string
+
+	mu   sync.Mutex
+	file File
+	// remote, when set, holds the definitions instead of path; remoteRaw is the document
+	// file was read from.
+	remote    Remote
+	remoteRaw []byte
+}
+
+// File is the definitions document.
+type File struct {
+	Services map[string]config.Service `yaml:"services,omitempty"`
+	// DisabledZones by service.
+	DisabledZones map[string][]string `yaml:"disabled_zones,omitempty"`
+}
+
+// Open reads the local definitions of a state dir (none yet is fine).
+func Open(dir string) (*Defs, error) {
+	d := &Defs{path: filepath.Join(dir, FileName)}
+	data, err := os.ReadFile(d.path)
+	if errors.Is(err, os.ErrNotExist) {
+		return d, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", d.path, err)
+	}
+	f, err := Parse(data)
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", d.path, err)
+	}
+	d.file = f
+	return d, nil
+}
+
+// OpenRemote uses the definitions of a shared store; Refresh reads them.
+func OpenRemote(r Remote) *Defs { return &Defs{remote: r} }
+
+// Snapshot returns a deep enough copy: callers may not change the services' slices.
+func (d *Defs) Snapshot() File {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.file.clone()
+}
+
+func (f File) clone() File {
+	out := File{Services: maps.Clone(f.Services), DisabledZones: map[string][]string{}}
+	if out.Services == nil {
+		out.Services = map[string]config.Service{}
+	}
+	for k, v := range f.DisabledZones {
+		out.DisabledZones[k] = slices.Clone(v)
+	}
+	return out
+}
+
+// apply is one read-modify-write: fn changes a copy of cur, which is returned encoded.
+func apply(cur File, fn func(f *File) error) (File, []byte, error) {
+	next := cur.clone()
+	if err := fn(&next); err != nil {
+		return File{}, nil, err
+	}
+	data, err := yaml.Marshal(next)
+	if err != nil {
+		return File{}, nil, fmt.Errorf("encode definitions: %w", err)
+	}
+	return next, data, nil
+}
+
+// Update changes the definitions with fn and saves them; nothing changes if fn or the save
+// fails. In etcd, fn is applied to etcd's current document in a transaction guarded by its
+// revision: two nodes defining services at once lose nothing.
+func (d *Defs) Update(fn func(f *File) error) error {
+	if d.remote != nil {
+		return d.updateRemote(fn)
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	next, data, err := apply(d.file, fn)
+	if err != nil {
+		return err
+	}
+	if err := atomicfile.Write(d.path, data, 0o640); err != nil {
+		return fmt.Errorf("save definitions: %w", err)
+	}
+	d.file = next
+	return nil
+}
+
+// Refresh takes the definitions from the shared store's copy; it reports whether they changed.
+func (d *Defs) Refresh() (bool, error) {
+	if d.remote == nil {
+		return false, nil
+	}
+	raw := d.remote.Definitions()
+	d.mu.Lock()
+	same := d.remoteRaw != nil && bytes.Equal(raw, d.remoteRaw)
+	d.mu.Unlock()
+	if same {
+		return false, nil
+	}
+	f, err := Parse(raw)
+	if err != nil {
+		return false, err
+	}
+	d.mu.Lock()
+	d.file, d.remoteRaw = f, append([]byte{}, raw...)
+	d.mu.Unlock()
+	return true, nil
+}
+
+// Parse decodes a definitions document (empty is none); unknown keys are an error.
+func Parse(raw []byte) (File, error) {
+	var f File
+	if len(bytes.TrimSpace(raw)) == 0 {
+		return f, nil
+	}
+	dec := yaml.NewDecoder(bytes.NewReader(raw))
+	dec.KnownFields(true)
+	if err := dec.Decode(&f); err != nil && !errors.Is(err, io.EOF) {
+		return f, fmt.Errorf("decode definitions: %w", err)
+	}
+	return f, nil
+}
+
+func (d *Defs) updateRemote(fn func(f *File) error) error {
+	var result File
+	var raw []byte
+	err := d.remote.UpdateDefinitions(func(old []byte) ([]byte, error) {
+		cur, err := Parse(old)
+		if err != nil {
+			return nil, err
+		}
+		next, out, err := apply(cur, fn)
+		if err != nil {
+			return nil, err
+		}
+		result, raw = next, out
+		return out, nil
+	})
+	if err != nil {
+		return err
+	}
+	d.mu.Lock()
+	d.file, d.remoteRaw = result, raw
+	d.mu.Unlock()
+	return nil
+}
+
+// Errors of definition changes; the API answers them 409, 404 and 409.
+var (
+	// ErrFileService: the service is defined in the config file, which wins; change it there.
+	ErrFileService = errors.New("service is defined in the config file")
+	// ErrNotDefined: no such service was defined through the API.
+	ErrNotDefined = errors.New("service was not defined through the API")
+	// ErrInvalid: the change would make the running config invalid (a listener taken, ...);
+	// nothing was changed.
+	ErrInvalid = errors.New("definitions change refused")
+)

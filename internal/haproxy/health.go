@@ -1,0 +1,60 @@
+package haproxy
+
+import (
+	"strconv"
+	"strings"
+)
+
+// Health values of a server, as ParseServersState reports them.
+const (
+	HealthUp       = "up"
+	HealthDown     = "down"
+	HealthMaint    = "maint"
+	HealthDrain    = "drain"
+	HealthStarting = "starting"
+	HealthUnknown  = "unknown"
+)
+
+// ServerState is one server of `show servers state`.
+type ServerState struct {
+	Health  string
+	Address string
+}
+
+// ParseServersState reads `show servers state` (format 1) into the state of each server, by
+// backend and server name. The admin state is a bit field: maintenance bits 0x01 0x02 0x04
+// 0x20 0x40, drain 0x08 0x10. (client-native's RuntimeServer parses it as hex and has no check
+// status, so clbd reads the raw output.)
+func ParseServersState(out string) map[string]map[string]ServerState {
+	h := map[string]map[string]ServerState{}
+	for _, line := range strings.Split(out, "\n") {
+		f := strings.Fields(line)
+		if len(f) < 7 || strings.HasPrefix(f[0], "#") {
+			continue
+		}
+		backend, server := f[1], f[3]
+		op, err1 := strconv.Atoi(f[5])
+		admin, err2 := strconv.Atoi(f[6])
+		if err1 != nil || err2 != nil {
+			continue
+		}
+		state := HealthUnknown
+		switch {
+		case admin&0x67 != 0:
+			state = HealthMaint
+		case admin&0x18 != 0:
+			state = HealthDrain
+		case op == 0:
+			state = HealthDown
+		case op == 1:
+			state = HealthStarting
+		case op == 2 || op == 3:
+			state = HealthUp
+		}
+		if h[backend] == nil {
+			h[backend] = map[string]ServerState{}
+		}
+		h[backend][server] = ServerState{Health: state, Address: f[4]}
+	}
+	return h
+}
