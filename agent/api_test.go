@@ -140,7 +140,8 @@ func TestAPIRefusals(t *testing.T) {
 		{name: "name mismatch", method: "PUT", path: "/v1/services/web/members/x", body: `{"name":"y"}`, sign: true, status: 400, code: "bad_request", errHas: "body names member"},
 		{name: "too large", method: "PUT", path: "/v1/services/web/members/x", body: `{"zone":"` + strings.Repeat("a", api.MaxBody) + `"}`, sign: true, status: 413, code: "too_large"},
 		{name: "method not allowed", method: "PATCH", path: "/v1/services/web/members/x", sign: true, status: 405, code: "method_not_allowed", errHas: "PATCH"},
-		{name: "no such endpoint", method: "GET", path: "/v2/x", status: 404, code: "not_found", errHas: "no such endpoint"},
+		{name: "no such endpoint", method: "GET", path: "/v2/x", sign: true, status: 404, code: "not_found", errHas: "no such endpoint"},
+		{name: "no such endpoint unsigned", method: "GET", path: "/v2/x", status: 401, code: "unauthenticated", errHas: "signature"},
 		{name: "unregister unknown", method: "DELETE", path: "/v1/services/web/members/ghost", sign: true, status: 404, code: "not_found", errHas: "not registered"},
 		{name: "unregister self unknown", method: "DELETE", path: "/v1/services/web/members", body: `{"port":1}`, sign: true, status: 404, code: "not_found", errHas: "no member with address 127.0.0.1 and port 1"},
 	}

@@ -205,8 +205,12 @@ func badCases() []badCase {
 		{name: "unregister self bad address", method: "DELETE", path: "/v1/services/web/members", body: `{"address":"1.2.3.4\nx"}`, key: "default", status: 400, code: "bad_request", errHas: "address"},
 		{name: "method PATCH", method: "PATCH", path: memberPath + "x", key: "default", status: 405, code: "method_not_allowed", errHas: "PATCH"},
 		{name: "method POST on a member", method: "POST", path: memberPath + "x", key: "default", status: 405, code: "method_not_allowed", errHas: "allowed: "},
-		{name: "method TRACE", method: "TRACE", path: "/v1/status", status: 405, code: "method_not_allowed", errHas: "TRACE"},
-		{name: "no such endpoint", method: "GET", path: "/v2/services", status: 404, code: "not_found", errHas: "no such endpoint"},
+		{name: "method TRACE", method: "TRACE", path: "/v1/status", key: "default", status: 405, code: "method_not_allowed", errHas: "TRACE"},
+		{name: "no such endpoint", method: "GET", path: "/v2/services", key: "default", status: 404, code: "not_found", errHas: "no such endpoint"},
+		// Unsigned, the same calls learn nothing of the routes.
+		{name: "method TRACE unsigned", method: "TRACE", path: "/v1/status", status: 401, code: u, errHas: authMsg},
+		{name: "no such endpoint unsigned", method: "GET", path: "/v2/services", status: 401, code: u, errHas: authMsg},
+		{name: "method not allowed unsigned", method: "PATCH", path: memberPath + "x", status: 401, code: u, errHas: authMsg},
 
 		// Too many members (the service is at max_members).
 		{name: "member over the cap", method: "PUT", path: memberPath + "one-more", body: `{"address":"127.0.0.1"}`, key: "default", status: 409, code: "conflict", errHas: "already has 3 members"},
