@@ -293,8 +293,12 @@ func (s *scenario) restart() {
 		// SIGHUP: clbd re-executes itself and adopts the running haproxy.
 		stop := load(s.front)
 		time.Sleep(100 * time.Millisecond)
+		listening := strings.Count(s.c.logs.String(), "clbd listening")
 		s.c.cmd.Process.Signal(syscall.SIGHUP)
-		time.Sleep(300 * time.Millisecond)
+		// The re-executed process has its API up (waitHealthy could be answered by the old one).
+		waitFor(t, 20*time.Second, "clbd to re-execute after SIGHUP", func() bool {
+			return strings.Count(s.c.logs.String(), "clbd listening") > listening
+		})
 		s.c.waitHealthy()
 		total, failed := stop()
 		if failed != 0 || total == 0 {

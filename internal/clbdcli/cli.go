@@ -128,6 +128,15 @@ func configFromCLI(c *cli.Context) (*config.Config, string, error) {
 		return nil, "", err
 	}
 	overlay(c, &cfg)
+	// haproxy reads a socket path without a slash as an address: a relative state dir (whose
+	// admin socket and server-state file go into haproxy.cfg) is made absolute.
+	if cfg.StateDir != "" && !filepath.IsAbs(cfg.StateDir) {
+		abs, err := filepath.Abs(cfg.StateDir)
+		if err != nil {
+			return nil, "", fmt.Errorf("state_dir %q: %w", cfg.StateDir, err)
+		}
+		cfg.StateDir = abs
+	}
 	cfg.Output = config.OutputPath(&cfg, isSet(c, "output") || cfg.Output != config.Defaults().Output)
 	cfg.SetDefaults()
 	return &cfg, path, nil
