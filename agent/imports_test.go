@@ -62,7 +62,9 @@ func TestImportRules(t *testing.T) {
 			return p == "clb/agent/config" || p == "clb/agent/defs"
 		}, func(d string) bool { return d == "clb/agent/api" || d == "clb/agent/reconcile" }, "they are the core below both"},
 		{"register (member side) imports nothing of the daemon", func(p string) bool { return p == "clb/register" || strings.HasPrefix(p, "clb/cmd/clb_") },
-			func(d string) bool { return d == "clb/agent" || strings.HasPrefix(d, "clb/agent/") || d == "clb/internal/clbdcli" }, "clb-client ships without the daemon"},
+			func(d string) bool {
+				return d == "clb/agent" || strings.HasPrefix(d, "clb/agent/") || d == "clb/internal/clbdcli"
+			}, "clb-client ships without the daemon"},
 		{"internal/ leaves import nothing of the daemon", func(p string) bool {
 			return strings.HasPrefix(p, "clb/internal/") && p != "clb/internal/clbdcli" && !strings.HasPrefix(p, "clb/internal/tools/")
 		}, func(d string) bool { return d == "clb/agent" || strings.HasPrefix(d, "clb/agent/") }, "leaves are below the daemon"},
