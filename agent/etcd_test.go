@@ -395,7 +395,9 @@ func TestStoreMigrate(t *testing.T) {
 	if _, _, err := st.PutLease("web", model.Member{Name: "l1", Address: "127.0.0.1", Port: 8100, Weight: 50}, time.Minute, time.Now()); err != nil {
 		t.Fatal(err)
 	}
-	writeFile(t, filepath.Join(old, "definitions.yaml"), "services:\n  api:\n    listeners:\n      - port: 9443\n        member_port: 8443\ndisabled_zones:\n  web: [z2]\n", 0o640)
+	// With a health check: a pointer, which migrate once compared by address (fmt.Sprint), so
+	// that every re-run reported identical services as different.
+	writeFile(t, filepath.Join(old, "definitions.yaml"), "services:\n  api:\n    listeners:\n      - port: 9443\n        member_port: 8443\n    health_check:\n      target: HTTP:8443/health\ndisabled_zones:\n  web: [z2]\n", 0o640)
 	dir := t.TempDir()
 	cfgPath := filepath.Join(dir, "clbd.yaml")
 	writeFile(t, cfgPath, webConfig(18080, 8000, "")+storeYAML(c.Endpoints()), 0o644)
@@ -405,8 +407,15 @@ func TestStoreMigrate(t *testing.T) {
 		t.Errorf("first migrate printed %q", out)
 	}
 	out = mustRun(t, "clbd", "store", "migrate", "--config", cfgPath, "--from", old)
-	if !strings.Contains(out, "members: 0 written, 3 already in etcd") {
-		t.Errorf("second migrate printed %q, want nothing written", out)
+	if !strings.Contains(out, "members: 0 written, 3 already in etcd") || strings.Contains(out, "defines it differently") {
+		t.Errorf("second migrate printed %q, want nothing written and no service reported different", out)
+	}
+	// A service etcd really defines otherwise is reported, and etcd's kept.
+	other := t.TempDir()
+	writeFile(t, filepath.Join(other, "state.json"), string(readFile(t, filepath.Join(old, "state.json"))), 0o640)
+	writeFile(t, filepath.Join(other, "definitions.yaml"), "services:\n  api:\n    listeners:\n      - port: 9444\n", 0o640)
+	if out := mustRun(t, "clbd", "store", "migrate", "--config", cfgPath, "--from", other); !strings.Contains(out, "service api: etcd defines it differently") {
+		t.Errorf("migrate of a different api printed %q, want it reported", out)
 	}
 	cli := c.Client()
 	resp, err := cli.Get(context.Background(), "/clb-test/members/web/l1")

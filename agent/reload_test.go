@@ -1,6 +1,7 @@
 package agent_test
 
 import (
+	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
@@ -55,4 +56,51 @@ func TestSighupWithBrokenConfig(t *testing.T) {
 		t.Errorf("haproxy pid after the restart = %v, want %v (adopted)", got, haproxyPID)
 	}
 	wantServed(t, s.front, 10, "b1")
+}
+
+// TestUnregisterByAddressTakesEveryName: one machine registered twice at the same address and
+// port (the 2010 form's default name, and --name app1) is leaving when clb_unregister names
+// only its service: both members go, and clb_unregister exits 0 only once no request reaches
+// the machine. (It used to remove one of them, report "applied", and leave traffic flowing.)
+func TestUnregisterByAddressTakesEveryName(t *testing.T) {
+	s := newScenario(t, true)
+	const pw = "correct horse battery staple"
+	mustRun(t, "clb_register", pw, s.c.api, "web") // name 127.0.0.1:PORT, b1's port
+	mustRun(t, "clb_register", "--server", "http://"+s.c.api, "--password-file", s.pwFile, "--service", "web",
+		"--name", "app1", "--address", "127.0.0.1", "--port", itoa(s.memberP))
+	if st, out := s.c.call("GET", "/v1/services/web", s.c.password(), nil); st != 200 || len(out["members"].([]any)) != 2 {
+		t.Fatalf("GET /v1/services/web = %d %v, want 2 members", st, out)
+	}
+	wantServed(t, s.front, 10, "b1")
+	mustRun(t, "clb_unregister", pw, s.c.api, "web")
+	if got := spread(t, s.front, 10); got["b1"] != 0 {
+		t.Errorf("after clb_unregister by address: %v, want no request to reach the machine", got)
+	}
+	if st, out := s.c.call("GET", "/v1/services/web", s.c.password(), nil); st != 200 || len(out["members"].([]any)) != 0 {
+		t.Errorf("GET /v1/services/web = %d %v, want no member left", st, out)
+	}
+}
+
+// TestUserTemplateBackendNames: a user template may name backends as it likes; clbd maps them
+// to services from the servers it rendered, so members still get their health (and their
+// service's drain timeout). It used to parse SERVICE_PORT back out of backend names and
+// report every member "unknown".
+func TestUserTemplateBackendNames(t *testing.T) {
+	s := newScenario(t, true)
+	s.register("b1")
+	builtIn := string(readFile(t, "../templates/haproxy.tmpl"))
+	custom := strings.NewReplacer("backend {{$l.Name}}", "backend be_{{$l.Name}}", "default_backend {{$l.Name}}", "default_backend be_{{$l.Name}}").Replace(builtIn)
+	if custom == builtIn {
+		t.Fatal("the built-in template changed: this test's replacements no longer apply")
+	}
+	writeFile(t, filepath.Join(s.dir, "templates", "haproxy.tmpl"), custom, 0o644)
+	waitFor(t, 10*time.Second, "the user template to be applied", func() bool {
+		return strings.Contains(string(readFile(t, s.hapCfg)), "backend be_web_")
+	})
+	wantServed(t, s.front, 10, "b1")
+	waitFor(t, 10*time.Second, "member b1 to be reported up", func() bool {
+		_, out := s.c.call("GET", "/v1/services/web", s.c.password(), nil)
+		ms, _ := out["members"].([]any)
+		return len(ms) == 1 && ms[0].(map[string]any)["health"] == "up"
+	})
 }
