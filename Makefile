@@ -52,6 +52,7 @@ run: build
 	$(BIN)/clbd --managed --state-dir $(DEV_DIR) --listen 127.0.0.1:8090
 
 test: test-deps check-cloud-init check-packages
+	$(GO) mod tidy -diff
 	$(GO) vet $(PKGS)
 	$(GO) test -race -count=1 -timeout 15m $(PKGS)
 

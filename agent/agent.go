@@ -120,7 +120,18 @@ func (a *Agent) Restart() {
 func (a *Agent) Restarting() bool { return a.restart.Load() }
 
 // Run serves until ctx ends. Everything runs under one errgroup; the first failure stops all.
+// A Restart at any point, start-up included, ends it with nil: the replacing process starts
+// afresh.
 func (a *Agent) Run(ctx context.Context) error {
+	err := a.run(ctx)
+	if err != nil && a.restart.Load() && ctx.Err() == nil {
+		a.log.Info("start-up cut short by a restart", "err", err)
+		return nil
+	}
+	return err
+}
+
+func (a *Agent) run(ctx context.Context) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	a.mu.Lock()
