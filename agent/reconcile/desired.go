@@ -122,23 +122,29 @@ func newLayout(p haproxy.ParsedConfig, d render.Data) layout {
 		lay.service[backend] = service
 		lay.order[service] = append(lay.order[service], backend)
 	}
-	owner := map[string]string{} // name+addr of a rendered server → its service
+	// holder is the backend whose servers include one of l's (same name and address), the
+	// first by name; "" when none does.
+	holder := func(l render.Listener) string {
+		for _, backend := range slices.Sorted(maps.Keys(p.Servers)) {
+			if _, taken := lay.service[backend]; taken {
+				continue
+			}
+			for _, srv := range l.Servers {
+				if got, ok := p.Servers[backend][srv.Name]; ok && got.Addr == srv.Addr() {
+					return backend
+				}
+			}
+		}
+		return ""
+	}
+	// Listener order, service by service: the built-in name, else the backend that holds the
+	// listener's servers.
 	for _, s := range d.Services {
 		for _, l := range s.Listeners {
 			if p.Backends[l.Name] {
 				add(l.Name, s.Name)
-			}
-			for _, srv := range l.Servers {
-				owner[srv.Name+" "+srv.Addr()] = s.Name
-			}
-		}
-	}
-	for _, backend := range slices.Sorted(maps.Keys(p.Servers)) {
-		for _, name := range slices.Sorted(maps.Keys(p.Servers[backend])) {
-			srv := p.Servers[backend][name]
-			if svc, ok := owner[name+" "+srv.Addr]; ok {
-				add(backend, svc)
-				break
+			} else if b := holder(l); b != "" {
+				add(b, s.Name)
 			}
 		}
 	}

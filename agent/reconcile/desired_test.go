@@ -263,7 +263,6 @@ func TestNewLayout(t *testing.T) {
 			cfg:         "backend z_plain\n    server w1 10.0.0.1:8001\nbackend a_tls\n    server w1 10.0.0.1:9443\n",
 			wantService: map[string]string{"z_plain": "web", "a_tls": "web"},
 			wantOrder:   map[string][]string{"web": {"z_plain", "a_tls"}},
-			skip:        "bug: newLayout orders renamed backends by name, not in listener order as its doc says, so memberHealth reads a later listener's backend first",
 		},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -348,7 +347,6 @@ func TestMemberHealth(t *testing.T) {
 // TestMemberHealthRenamedListeners: with a user template naming web's backends z_plain (first
 // listener) and a_tls (second), a member up on the first listener is up.
 func TestMemberHealthRenamedListeners(t *testing.T) {
-	t.Skip("bug: newLayout orders renamed backends by name, not in listener order, so memberHealth takes the second listener's state (down) over the first's (up)")
 	p := haproxy.ParseConfig([]byte("backend z_plain\n    server w1 10.0.0.1:8001\nbackend a_tls\n    server w1 10.0.0.1:9443\n"))
 	states := map[string]map[string]haproxy.ServerState{
 		"z_plain": {"w1": {Health: haproxy.HealthUp, Address: "10.0.0.1"}},

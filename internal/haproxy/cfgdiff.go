@@ -39,6 +39,9 @@ func ParseConfig(cfg []byte) ParsedConfig {
 	p := ParsedConfig{Servers: map[string]map[string]Server{}, Defaults: map[string][]string{}, ReloadOnly: map[string]string{}, Backends: map[string]bool{}}
 	var skel strings.Builder
 	section := ""
+	// inDefaults: in a defaults section, whose default-server a backend starts from (haproxy
+	// copies it; dynamic servers inherit nothing, so the runtime path needs it spelled out).
+	inDefaults, defaultServer := false, []string(nil)
 	for _, line := range strings.Split(string(cfg), "\n") {
 		trimmed := strings.TrimSpace(line)
 		if trimmed == "" || strings.HasPrefix(trimmed, "#") {
@@ -46,11 +49,19 @@ func ParseConfig(cfg []byte) ParsedConfig {
 		}
 		fields := strings.Fields(trimmed)
 		if line[0] != ' ' && line[0] != '\t' {
-			section = ""
+			section, inDefaults = "", fields[0] == "defaults"
+			if inDefaults {
+				defaultServer = nil
+			}
 			if (fields[0] == "backend" || fields[0] == "listen") && len(fields) > 1 {
 				section = fields[1]
 				p.Backends[section] = true
+				if defaultServer != nil {
+					p.Defaults[section] = slices.Clone(defaultServer)
+				}
 			}
+		} else if inDefaults && fields[0] == "default-server" {
+			defaultServer = append(defaultServer, fields[1:]...)
 		} else if section != "" {
 			switch fields[0] {
 			case "server":
@@ -62,7 +73,8 @@ func ParseConfig(cfg []byte) ParsedConfig {
 					continue
 				}
 			case "default-server":
-				p.Defaults[section] = fields[1:]
+				// Arguments of the backend's own line come after (and win over) the defaults'.
+				p.Defaults[section] = append(p.Defaults[section], fields[1:]...)
 			case "cookie":
 				p.ReloadOnly[section] = "cookie stickiness: haproxy 2.6 refuses cookies on dynamic servers"
 			case "balance":

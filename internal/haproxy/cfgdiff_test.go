@@ -158,9 +158,10 @@ func TestParseConfig(t *testing.T) {
 			wantSkeleton: "backend b\nmode http\n",
 		},
 		{
-			name:         "a later default-server line replaces an earlier one",
+			// haproxy applies every default-server line in turn: they add up.
+			name:         "default-server lines add up",
 			cfg:          "backend b\n    default-server check\n    default-server inter 2s\n",
-			wantDefaults: map[string][]string{"b": {"inter", "2s"}},
+			wantDefaults: map[string][]string{"b": {"check", "inter", "2s"}},
 			wantBackends: []string{"b"},
 		},
 		{
@@ -172,7 +173,6 @@ func TestParseConfig(t *testing.T) {
 			wantServers:  map[string]map[string]Server{"b": {"s1": {Name: "s1", Addr: "10.0.0.1:80", Args: []string{}}}},
 			wantDefaults: map[string][]string{"b": {"check", "inter", "2s"}},
 			wantBackends: []string{"b"},
-			skip:         "bug: ParseConfig ignores default-server in a defaults section, so a runtime-added server misses its arguments (here check: no health checks) where a reload applies them",
 		},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -22,8 +22,9 @@ type ServerState struct {
 }
 
 // ParseServersState reads `show servers state` (format 1) into the state of each server, by
-// backend and server name. The admin state is a bit field: maintenance bits 0x01 0x02 0x04
-// 0x20 0x40, drain 0x08 0x10. (client-native's RuntimeServer parses it as hex and has no check
+// backend and server name. The admin state is a bit field (haproxy's SRV_ADMF_*): maintenance
+// 0x01 forced, 0x02 inherited, 0x04 from the config, 0x20 resolution; drain 0x08 forced, 0x10
+// inherited. 0x40 (FQDN set from the CLI) says nothing of the state. (client-native's RuntimeServer parses it as hex and has no check
 // status, so clbd reads the raw output.)
 func ParseServersState(out string) map[string]map[string]ServerState {
 	h := map[string]map[string]ServerState{}
@@ -40,7 +41,7 @@ func ParseServersState(out string) map[string]map[string]ServerState {
 		}
 		state := HealthUnknown
 		switch {
-		case admin&0x67 != 0:
+		case admin&0x27 != 0:
 			state = HealthMaint
 		case admin&0x18 != 0:
 			state = HealthDrain

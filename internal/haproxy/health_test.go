@@ -44,7 +44,7 @@ func TestParseServersState(t *testing.T) {
 			// maintenance mask (SRV_ADMF_MAINT) is 0x23 and its stats show such a server UP.
 			"0x40 (fqdn set from the CLI) is not maintenance", one(2, 0x40),
 			map[string]map[string]ServerState{"web_8080": {"b1": {HealthUp, "127.0.0.1"}}},
-			"bug: ParseServersState counts admin bit 0x40 (SRV_ADMF_HMAINT, FQDN set through the CLI) as maintenance; haproxy does not (SRV_ADMF_MAINT is 0x23), so such a server that is up shows maint",
+			"",
 		},
 		{
 			"several backends and servers, addresses kept",

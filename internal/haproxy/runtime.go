@@ -51,6 +51,7 @@ type Drain struct {
 	Backend, Name string
 	Deadline      time.Time // then its sessions are shut down
 	Forced        bool      // sessions were shut down
+	ForcedAt      time.Time // when
 }
 
 // Key is BACKEND/SERVER, as haproxy's commands name a server.
@@ -127,10 +128,10 @@ func RetryDrain(rt RuntimeClient, d *Drain, now time.Time) (bool, error) {
 	case now.Before(d.Deadline):
 		return false, nil
 	case !d.Forced:
-		d.Forced = true
+		d.Forced, d.ForcedAt = true, now
 		_, err := rt.ExecuteRaw("shutdown sessions server " + d.Key())
 		return false, err
-	case now.After(d.Deadline.Add(5 * time.Second)):
+	case now.After(d.ForcedAt.Add(5 * time.Second)):
 		return true, fmt.Errorf("del server %s: connections still attached 5s after shutting its sessions down; it stays in maintenance until the next reload", d.Key())
 	}
 	return false, nil
