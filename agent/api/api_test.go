@@ -1,0 +1,208 @@
+package api
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http/httptest"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"clb/agent/config"
+	"clb/agent/defs"
+	"clb/internal/auth"
+	"clb/internal/model"
+	"clb/internal/ratelimit"
+	"clb/internal/store"
+)
+
+// The handlers against fakes of the interfaces the API defines (failure injection at seams the
+// project owns); the real core behind them is tested in package agent with real processes.
+
+// fakeMembers is a membership whose writes fail with err when it is set.
+type fakeMembers struct {
+	members map[string][]model.Member
+	err     error
+}
+
+func (f *fakeMembers) Put(service string, m model.Member) (bool, error) {
+	if f.err != nil {
+		return false, f.err
+	}
+	f.members[service] = append(f.members[service], m)
+	return true, nil
+}
+
+func (f *fakeMembers) PutLease(service string, m model.Member, _ time.Duration, _ time.Time) (bool, time.Time, error) {
+	changed, err := f.Put(service, m)
+	return changed, time.Time{}, err
+}
+
+func (f *fakeMembers) Delete(service, name string) (model.Member, error) {
+	if f.err != nil {
+		return model.Member{}, f.err
+	}
+	for i, m := range f.members[service] {
+		if m.Name == name {
+			f.members[service] = append(f.members[service][:i], f.members[service][i+1:]...)
+			return m, nil
+		}
+	}
+	return model.Member{}, store.ErrNotFound
+}
+
+func (f *fakeMembers) Snapshot() store.Snapshot {
+	out := map[string][]model.Member{}
+	for k, v := range f.members {
+		out[k] = append([]model.Member(nil), v...)
+	}
+	return store.Snapshot{Members: out}
+}
+
+// fakeApplier answers every trigger with err; triggers counts them, forMember the names.
+type fakeApplier struct {
+	err       error
+	triggers  int
+	forMember []string
+}
+
+func (f *fakeApplier) Trigger() <-chan error { return f.TriggerFor("") }
+func (f *fakeApplier) TriggerFor(m string) <-chan error {
+	f.triggers++
+	if m != "" {
+		f.forMember = append(f.forMember, m)
+	}
+	ch := make(chan error, 1)
+	ch <- f.err
+	return ch
+}
+
+type fakeDefs struct{ err error }
+
+func (f fakeDefs) DefineService(string, config.Service) error { return f.err }
+func (f fakeDefs) RemoveService(string) error                 { return f.err }
+func (f fakeDefs) SetZone(string, string, bool) error         { return f.err }
+
+type fakeStatus struct{}
+
+func (fakeStatus) Status() any { return map[string]int{"pending_changes": 0} }
+func (fakeStatus) Health() map[string]map[string]string {
+	return map[string]map[string]string{"web": {"m1": "up"}}
+}
+
+var testKey = auth.DeriveKey([]byte("pw"))
+
+func newTestServer(t *testing.T, m *fakeMembers, a *fakeApplier, d fakeDefs) *Server {
+	t.Helper()
+	cfg := config.Defaults()
+	cfg.Services = map[string]config.Service{"web": {Listeners: []config.Listener{{Port: 80, MemberPort: 8080}}}}
+	cfg.SetDefaults()
+	keys := auth.NewKeyring(map[string]auth.Key{
+		"default": {Signing: testKey, Scope: auth.ScopeRegisterAll},
+		"admin":   {Signing: testKey, Scope: auth.Scope{Admin: true}},
+	})
+	return New(Deps{
+		Config: func() *config.Config { return &cfg }, Members: m, Applier: a, Definitions: d, Status: fakeStatus{},
+		Verifier: auth.New(keys), Limiter: ratelimit.New(10, time.Second, 0, nil),
+	})
+}
+
+func call(t *testing.T, s *Server, key, method, path, body string) (*httptest.ResponseRecorder, map[string]any) {
+	t.Helper()
+	req := httptest.NewRequest(method, "http://clbd"+path, strings.NewReader(body))
+	req.RemoteAddr = "127.0.0.7:5555"
+	if key != "" {
+		if err := auth.Sign(req, key, testKey, []byte(body), time.Now()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	w := httptest.NewRecorder()
+	s.ServeHTTP(w, req)
+	var out map[string]any
+	_ = json.Unmarshal(w.Body.Bytes(), &out)
+	return w, out
+}
+
+func TestHandlers(t *testing.T) {
+	full := fmt.Errorf("%w: write state.json: %w", store.ErrNotSaved, syscall.ENOSPC)
+	tests := []struct {
+		name           string
+		members        error
+		apply          error
+		defs           error
+		key            string
+		method, path   string
+		body           string
+		wantStatus     int
+		wantCode       string
+		wantRetryAfter string
+		wantTriggers   int
+	}{
+		{name: "register applied", key: "default", method: "PUT", path: "/v1/services/web/members/m1", wantStatus: 200, wantTriggers: 1},
+		{name: "register not applied", apply: errors.New("haproxy refused"), key: "default", method: "PUT", path: "/v1/services/web/members/m1", wantStatus: 503, wantCode: "not_applied", wantTriggers: 1},
+		{name: "disk full", members: full, key: "default", method: "PUT", path: "/v1/services/web/members/m1", wantStatus: 503, wantCode: "store_unavailable", wantRetryAfter: "5"},
+		{name: "etcd down", members: store.ErrUnavailable, key: "default", method: "PUT", path: "/v1/services/web/members/m1", wantStatus: 503, wantCode: "store_unavailable", wantRetryAfter: "1"},
+		{name: "unknown error is 500", members: errors.New("boom"), key: "default", method: "PUT", path: "/v1/services/web/members/m1", wantStatus: 500, wantCode: "internal"},
+		{name: "unknown service", key: "default", method: "PUT", path: "/v1/services/api/members/m1", wantStatus: 404, wantCode: "not_found"},
+		{name: "wait=false", key: "default", method: "PUT", path: "/v1/services/web/members/m1?wait=false", wantStatus: 202, wantTriggers: 1},
+		{name: "define in file", defs: fmt.Errorf("service web: %w", defs.ErrFileService), key: "admin", method: "PUT", path: "/v1/services/web", body: `{"listeners":[{"port":81}]}`, wantStatus: 409, wantCode: "conflict"},
+		{name: "remove undefined", defs: fmt.Errorf("x: %w", defs.ErrNotDefined), key: "admin", method: "DELETE", path: "/v1/services/api", wantStatus: 404, wantCode: "not_found"},
+		{name: "listener taken", defs: fmt.Errorf("%w: listener", defs.ErrInvalid), key: "admin", method: "PUT", path: "/v1/services/api", body: `{"listeners":[{"port":80}]}`, wantStatus: 409, wantCode: "conflict"},
+		{name: "define needs admin", key: "default", method: "PUT", path: "/v1/services/api", body: `{"listeners":[{"port":81}]}`, wantStatus: 403, wantCode: "forbidden"},
+		{name: "zone disabled", key: "admin", method: "POST", path: "/v1/services/web/zones/a/disable", wantStatus: 200, wantTriggers: 1},
+		{name: "unsigned unknown path", method: "GET", path: "/v9/x", wantStatus: 401, wantCode: "unauthenticated"},
+		{name: "unsigned wrong method", method: "PATCH", path: "/v1/status", wantStatus: 401, wantCode: "unauthenticated"},
+		{name: "signed wrong method", key: "default", method: "PATCH", path: "/v1/status", wantStatus: 405, wantCode: "method_not_allowed"},
+		{name: "signed unknown path", key: "default", method: "GET", path: "/v9/x", wantStatus: 404, wantCode: "not_found"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			m := &fakeMembers{members: map[string][]model.Member{}, err: tt.members}
+			a := &fakeApplier{err: tt.apply}
+			w, out := call(t, newTestServer(t, m, a, fakeDefs{err: tt.defs}), tt.key, tt.method, tt.path, tt.body)
+			if w.Code != tt.wantStatus {
+				t.Fatalf("status = %d %s, want %d", w.Code, w.Body, tt.wantStatus)
+			}
+			if tt.wantCode != "" && out["code"] != tt.wantCode {
+				t.Errorf("code = %v, want %s (%s)", out["code"], tt.wantCode, w.Body)
+			}
+			if got := w.Header().Get("Retry-After"); got != tt.wantRetryAfter {
+				t.Errorf("Retry-After = %q, want %q", got, tt.wantRetryAfter)
+			}
+			if a.triggers != tt.wantTriggers {
+				t.Errorf("applies asked = %d, want %d", a.triggers, tt.wantTriggers)
+			}
+		})
+	}
+}
+
+// TestUnregisterByAddressAll: every member at the address and port goes, each waited for.
+func TestUnregisterByAddressAll(t *testing.T) {
+	m := &fakeMembers{members: map[string][]model.Member{"web": {
+		{Name: "127.0.0.7:8080", Address: "127.0.0.7", Port: 8080, Weight: 100},
+		{Name: "app1", Address: "127.0.0.7", Port: 8080, Weight: 100},
+		{Name: "other", Address: "127.0.0.8", Port: 8080, Weight: 100},
+	}}}
+	a := &fakeApplier{}
+	w, out := call(t, newTestServer(t, m, a, fakeDefs{}), "default", "DELETE", "/v1/services/web/members", "")
+	if w.Code != 200 {
+		t.Fatalf("status %d %s", w.Code, w.Body)
+	}
+	if got := m.Snapshot().Members["web"]; len(got) != 1 || got[0].Name != "other" {
+		t.Errorf("left %v, want only other", got)
+	}
+	if len(a.forMember) != 2 {
+		t.Errorf("waited for %v, want both names", a.forMember)
+	}
+	if ms, _ := out["members"].([]any); len(ms) != 2 {
+		t.Errorf("answer lists %v, want both members", out["members"])
+	}
+	// The health of members comes from Status.Health, by service and member.
+	w, _ = call(t, newTestServer(t, &fakeMembers{members: map[string][]model.Member{"web": {{Name: "m1", Address: "127.0.0.1", Port: 1, Weight: 1}}}}, a, fakeDefs{}), "default", "GET", "/v1/services/web", "")
+	if !bytes.Contains(w.Body.Bytes(), []byte(`"health": "up"`)) {
+		t.Errorf("GET service = %s, want m1 up", w.Body)
+	}
+}
