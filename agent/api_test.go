@@ -40,8 +40,17 @@ func testAgent(t *testing.T) (string, *Agent) {
 	cfg.Listen, cfg.StateDir, cfg.Templates, cfg.PasswordFile = "127.0.0.1:0", dir, filepath.Join(dir, "templates"), pw
 	cfg.Output = filepath.Join(dir, "haproxy.cfg")
 	cfg.RequestTimeout = 10 * time.Second
+	a, addr := startAgent(t, &cfg, Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	return "http://" + addr.String(), a
+}
+
+// startAgent runs an in-process agent until the test ends and returns it once its API
+// listens (bounded: 20 s); a Run that ends with an error fails the test.
+func startAgent(t *testing.T, cfg *config.Config, opts Options) (*Agent, net.Addr) {
+	t.Helper()
 	ready := make(chan net.Addr, 1)
-	a, err := New(&cfg, Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Ready: ready})
+	opts.Ready = ready
+	a, err := New(cfg, opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -56,13 +65,13 @@ func testAgent(t *testing.T) (string, *Agent) {
 	})
 	select {
 	case addr := <-ready:
-		return "http://" + addr.String(), a
+		return a, addr
 	case err := <-done:
 		t.Fatalf("Run ended early: %v", err)
 	case <-time.After(20 * time.Second):
 		t.Fatal("agent not ready within 20s")
 	}
-	return "", nil
+	return nil, nil
 }
 
 type apiCase struct {

@@ -55,8 +55,7 @@ func TestRuntimeFailureFallsBackToReload(t *testing.T) {
 	cfg.Listen, cfg.StateDir, cfg.Templates, cfg.PasswordFile, cfg.Managed = "127.0.0.1:0", dir, filepath.Join(dir, "templates"), pwPath, true
 	cfg.Output = config.OutputPath(&cfg, false)
 	var fail atomic.Bool
-	ready := make(chan net.Addr, 1)
-	a, err := New(&cfg, Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Ready: ready,
+	a, addr := startAgent(t, &cfg, Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
 		wrapRuntime: func(dial reconcile.Dialer) reconcile.Dialer {
 			return func(ctx context.Context) (haproxy.RuntimeClient, error) {
 				rt, err := dial(ctx)
@@ -66,22 +65,7 @@ func TestRuntimeFailureFallsBackToReload(t *testing.T) {
 				return failingRuntime{rt, &fail}, nil
 			}
 		}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- a.Run(ctx) }()
-	t.Cleanup(func() { cancel(); <-done })
-	var base string
-	select {
-	case addr := <-ready:
-		base = "http://" + addr.String()
-	case err := <-done:
-		t.Fatalf("Run: %v", err)
-	case <-time.After(20 * time.Second):
-		t.Fatal("not ready")
-	}
+	base := "http://" + addr.String()
 	// Two members on 127.0.0.1, each answering with its port.
 	ports := []int{member, freeTCPPort(t)}
 	for _, port := range ports {

@@ -1,10 +1,8 @@
 package agent
 
 import (
-	"context"
 	"fmt"
 	"log/slog"
-	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -44,22 +42,7 @@ func TestConfigFileWatch(t *testing.T) {
 		t.Fatal(err)
 	}
 	logs := &testutil.SyncBuffer{}
-	ready := make(chan net.Addr, 1)
-	a, err := New(cfg, Options{ConfigPath: cfgPath, Reload: load, Ready: ready, Logger: slog.New(slog.NewTextHandler(logs, nil))})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- a.Run(ctx) }()
-	t.Cleanup(func() { cancel(); <-done })
-	select {
-	case <-ready:
-	case err := <-done:
-		t.Fatalf("Run: %v", err)
-	case <-time.After(20 * time.Second):
-		t.Fatal("not ready")
-	}
+	a, _ := startAgent(t, cfg, Options{ConfigPath: cfgPath, Reload: load, Logger: slog.New(slog.NewTextHandler(logs, nil))})
 	waitLog := func(what string, n int) {
 		t.Helper()
 		deadline := time.Now().Add(10 * time.Second)

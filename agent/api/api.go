@@ -446,19 +446,32 @@ func (h *Server) await(r *http.Request, service string, m model.Member) (int, an
 // awaitFor is await for a trigger the caller made.
 func (h *Server) awaitFor(r *http.Request, service string, m model.Member, done <-chan error) (int, any, error) {
 	resp := memberResponse{Service: service, Member: m, StatusURL: "/v1/status"}
-	if r.URL.Query().Get("wait") == "false" {
-		return http.StatusAccepted, resp, nil
-	}
-	notApplied, err := h.wait(r, done)
-	if err != nil {
+	status, notApplied, err := h.settle(r, done)
+	switch {
+	case err != nil:
 		return 0, nil, err
-	}
-	if notApplied != nil {
+	case notApplied != nil:
 		resp.Error, resp.Code = "change saved but not applied: "+notApplied.Error(), "not_applied"
-		return http.StatusServiceUnavailable, resp, nil
+	case status == http.StatusOK:
+		resp.Applied, resp.StatusURL = true, ""
 	}
-	resp.Applied, resp.StatusURL = true, ""
-	return http.StatusOK, resp, nil
+	return status, resp, nil
+}
+
+// settle waits for the apply of a stored change (unless the caller asked ?wait=false) and says
+// how to answer: 202 not waited for, 200 applied, or 503 with why it was not applied.
+func (h *Server) settle(r *http.Request, done <-chan error) (status int, notApplied, err error) {
+	if r.URL.Query().Get("wait") == "false" {
+		return http.StatusAccepted, nil, nil
+	}
+	notApplied, err = h.wait(r, done)
+	switch {
+	case err != nil:
+		return 0, nil, err
+	case notApplied != nil:
+		return http.StatusServiceUnavailable, notApplied, nil
+	}
+	return http.StatusOK, nil, nil
 }
 
 // wait waits for the apply that covers a change, bounded by request_timeout. notApplied is why

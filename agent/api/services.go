@@ -80,19 +80,16 @@ func (h *Server) setZone(enable bool) func(r *http.Request, body []byte) (int, a
 
 // awaitChange waits for the apply of a definitions change, like a registration does.
 func (h *Server) awaitChange(r *http.Request, body map[string]any) (int, any, error) {
-	done := h.d.Applier.Trigger()
-	if r.URL.Query().Get("wait") == "false" {
-		body["status_url"] = "/v1/status"
-		return http.StatusAccepted, body, nil
-	}
-	res, err := h.wait(r, done)
-	if err != nil {
+	status, notApplied, err := h.settle(r, h.d.Applier.Trigger())
+	switch {
+	case err != nil:
 		return 0, nil, err
+	case status == http.StatusAccepted:
+		body["status_url"] = "/v1/status"
+	case notApplied != nil:
+		body["error"], body["code"] = "change saved but not applied: "+notApplied.Error(), "not_applied"
+	default:
+		body["applied"] = true
 	}
-	if res != nil {
-		body["error"], body["code"] = "change saved but not applied: "+res.Error(), "not_applied"
-		return http.StatusServiceUnavailable, body, nil
-	}
-	body["applied"] = true
-	return http.StatusOK, body, nil
+	return status, body, nil
 }
