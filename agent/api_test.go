@@ -199,7 +199,7 @@ func TestAPIRegisterDefaults(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !strings.Contains(string(cfg), "server 127.0.0.1:8000 127.0.0.1:8000 weight 7") {
+	if !strings.Contains(string(cfg), " 127.0.0.1:8000 weight 7 # 127.0.0.1:8000") {
 		t.Errorf("registered member not in haproxy.cfg:\n%s", cfg)
 	}
 	st, out = doCase(t, base, apiCase{method: "DELETE", path: "/v1/services/web/members", sign: true})

@@ -360,7 +360,7 @@ func TestEtcdConcurrentRegistrations(t *testing.T) {
 		cfgPath := filepath.Join(nd.dir, "haproxy.cfg")
 		waitFor(t, 20*time.Second, "node "+nd.name+" to have all 300 members in haproxy.cfg", func() bool {
 			b, err := os.ReadFile(cfgPath)
-			return err == nil && strings.Count(string(b), "    server m") == n
+			return err == nil && strings.Count(string(b), " # m") == n
 		})
 		code, out := nd.c.call("GET", "/v1/services/bulk", fleetPassword, nil)
 		members, _ := out["members"].([]any)
@@ -431,7 +431,7 @@ func TestStoreMigrate(t *testing.T) {
 		t.Errorf("definitions in etcd: %v %v", defs, err)
 	}
 	rendered := mustRun(t, "clbd", "render", "--config", cfgPath, "--state-dir", dir)
-	for _, m := range []string{"server m1 127.0.0.1:8001", "server m2 127.0.0.1:8002", "server l1 127.0.0.1:8100"} {
+	for _, m := range []string{" 127.0.0.1:8001 weight 100 # m1", " 127.0.0.1:8002 weight 100 # m2", " 127.0.0.1:8100 weight 50 # l1"} {
 		if !strings.Contains(rendered, m) {
 			t.Errorf("clbd render on etcd lacks %q", m)
 		}

@@ -19,7 +19,7 @@ import (
 	"time"
 )
 
-// failingRuntime wraps the real runtime client and fails `add server` while fail is set: the
+// failingRuntime wraps the real runtime client and fails `add server` and `set server addr` while fail is set: the
 // failure injection at an interface clbd owns.
 type failingRuntime struct {
 	haproxy.RuntimeClient
@@ -31,6 +31,14 @@ func (f failingRuntime) AddServer(backend, name, attrs string) error {
 		return errors.New("injected failure")
 	}
 	return f.RuntimeClient.AddServer(backend, name, attrs)
+}
+
+// SetServerAddr fails too: a member takes a server slot with it.
+func (f failingRuntime) SetServerAddr(backend, name, ip string, port int) error {
+	if f.fail.Load() {
+		return errors.New("injected failure")
+	}
+	return f.RuntimeClient.SetServerAddr(backend, name, ip, port)
 }
 
 // TestRuntimeFailureFallsBackToReload: a runtime command that fails is made up for by a

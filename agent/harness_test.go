@@ -308,3 +308,34 @@ func readFile(t testing.TB, path string) []byte {
 }
 
 func itoa(i int) string { return strconv.Itoa(i) }
+
+// slotOf is the server (slot) of backend that holds member in the haproxy.cfg at path, as the
+// built-in template writes it (`server sN ADDR ... # MEMBER`); "" when no slot holds it.
+func slotOf(t testing.TB, path, backend, member string) string {
+	t.Helper()
+	in := false
+	for _, line := range strings.Split(string(readFile(t, path)), "\n") {
+		f := strings.Fields(line)
+		switch {
+		case len(f) == 0:
+		case !strings.HasPrefix(line, " ") && !strings.HasPrefix(line, "\t"):
+			in = len(f) > 1 && f[0] == "backend" && f[1] == backend
+		case in && f[0] == "server" && len(f) > 3 && f[len(f)-2] == "#" && f[len(f)-1] == member:
+			return f[1]
+		}
+	}
+	return ""
+}
+
+// hasMember reports whether the haproxy.cfg at path routes to member at addr in any backend
+// (a slot line of the built-in template: `server sN ADDR ... # MEMBER`, not disabled).
+func hasMember(t testing.TB, path, member, addr string) bool {
+	t.Helper()
+	for _, line := range strings.Split(string(readFile(t, path)), "\n") {
+		f := strings.Fields(line)
+		if len(f) > 3 && f[0] == "server" && f[2] == addr && f[len(f)-2] == "#" && f[len(f)-1] == member {
+			return true
+		}
+	}
+	return false
+}

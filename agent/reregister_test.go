@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -31,6 +33,11 @@ func TestReregisterWhileDraining(t *testing.T) {
 	t.Cleanup(func() { srv.Close() })
 	addr := fmt.Sprintf("127.0.0.1:%d", front)
 	l.must("PUT", "/v1/services/web/members/m", map[string]any{"address": "127.0.0.71"}, http.StatusOK)
+	backendName := "web_" + itoa(front)
+	slot := slotOf(t, filepath.Join(l.dir, "haproxy.cfg"), backendName, "m")
+	if slot == "" {
+		t.Fatalf("member m holds no slot of %s", backendName)
+	}
 
 	slow := make(chan error, 1)
 	go func() {
@@ -47,8 +54,9 @@ func TestReregisterWhileDraining(t *testing.T) {
 	}()
 	time.Sleep(300 * time.Millisecond) // the slow request is at the member
 	l.must("DELETE", "/v1/services/web/members/m?wait=false", nil, http.StatusAccepted)
-	waitFor(t, 5*time.Second, "m to be in maintenance (draining)", func() bool {
-		return serverAdminState(l, "web_"+itoa(front), "m") == "1"
+	waitFor(t, 5*time.Second, "m's slot to be in maintenance (draining)", func() bool {
+		st, err := strconv.Atoi(serverAdminState(l, backendName, slot))
+		return err == nil && st&1 == 1 // SRV_ADMF_FMAINT (0x04: the slot was rendered disabled)
 	})
 	l.must("PUT", "/v1/services/web/members/m", map[string]any{"address": "127.0.0.71"}, http.StatusOK)
 	if err := <-slow; err != nil {
@@ -61,7 +69,7 @@ func TestReregisterWhileDraining(t *testing.T) {
 	}
 	if got["200 m <nil>"] != 10 {
 		t.Errorf("after registering m again while it drained, 10 requests got %v, want all 200 from m (admin state %s)",
-			got, serverAdminState(l, "web_"+itoa(front), "m"))
+			got, serverAdminState(l, backendName, slotOf(t, filepath.Join(l.dir, "haproxy.cfg"), backendName, "m")))
 	}
 }
 

@@ -91,6 +91,10 @@ type Service struct {
 	Balance         string        `yaml:"balance"`
 	Sticky          bool          `yaml:"sticky"`
 	DrainingTimeout time.Duration `yaml:"draining_timeout"`
+	// Slots is the fewest server slots each of the service's backends has (default 8): members
+	// join and leave them without a reload; when they run out, a reload grows the pool to half
+	// again what it needs. Size it for the members you expect to skip those reloads.
+	Slots int `yaml:"slots"`
 }
 
 // Listener maps a port on the load balancer to a port on the members.

@@ -10,6 +10,8 @@ import (
 const (
 	DefaultBalance         = "roundrobin"
 	DefaultDrainingTimeout = 30 * time.Second
+	// MaxSlots bounds the server slots of one backend.
+	MaxSlots = 65536
 )
 
 // SetDefaults fills every setting the file left empty that has a default: the security and

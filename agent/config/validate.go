@@ -120,6 +120,9 @@ func (s *Service) Validate(name string) error {
 	if s.DrainingTimeout < 0 || s.DrainingTimeout > time.Hour {
 		return fail("draining_timeout %s: want 0s-1h", s.DrainingTimeout)
 	}
+	if s.Slots < 0 || s.Slots > MaxSlots {
+		return fail("slots %d: want 0 (the default, 8) to %d", s.Slots, MaxSlots)
+	}
 	if s.HealthCheck == nil {
 		return fail("health_check: not filled (SetDefaults)")
 	}

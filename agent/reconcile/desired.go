@@ -21,7 +21,14 @@ import (
 // reach members on their own member_port (ELB's model: the listener says the instance port).
 //
 // d carries what does not come from the config: template source, sockets, state file.
-func Desired(c *config.Config, snap store.Snapshot, d render.Data) render.Data {
+//
+// slots says which member holds which server slot (see slots.go); nil assigns them afresh
+// (clbd render).
+func Desired(c *config.Config, snap store.Snapshot, slots *Slots, d render.Data) render.Data {
+	if slots == nil {
+		slots = NewSlots()
+		slots.Assign(c, snap, func(string, string) bool { return false })
+	}
 	for _, name := range slices.Sorted(maps.Keys(c.Services)) {
 		svc := c.Services[name]
 		rs := render.Service{Name: name, Balance: svc.Balance, Sticky: svc.Sticky, Check: renderCheck(*svc.HealthCheck)}
@@ -42,6 +49,7 @@ func Desired(c *config.Config, snap store.Snapshot, d render.Data) render.Data {
 				}
 				rl.Servers = append(rl.Servers, render.Server{Name: m.Name, Address: m.Address, Port: port, Weight: weights[m.Name], Zone: m.Zone})
 			}
+			rl.Slots = renderSlots(slots.pools[name], rl.Servers)
 			rs.Listeners = append(rs.Listeners, rl)
 		}
 		d.Services = append(d.Services, rs)
@@ -93,6 +101,27 @@ func ZoneWeights(members []model.Member, disabled []string) map[string]int {
 	return out
 }
 
+// renderSlots lays a listener's servers into the service's pool: each member's slot, and the
+// free ones disabled on a placeholder address.
+func renderSlots(p *pool, servers []render.Server) []render.Slot {
+	if p == nil {
+		return nil
+	}
+	byName := make(map[string]render.Server, len(servers))
+	for _, s := range servers {
+		byName[s.Name] = s
+	}
+	out := make([]render.Slot, p.size)
+	for i := range out {
+		sl := render.Slot{Name: slotName(i + 1), Free: true, Address: render.FreeAddress, Port: render.FreePort, Weight: model.DefaultWeight}
+		if s, ok := byName[p.holder[i+1]]; ok {
+			sl = render.Slot{Name: sl.Name, Member: s.Name, Address: s.Address, Port: s.Port, Weight: s.Weight, Zone: s.Zone}
+		}
+		out[i] = sl
+	}
+	return out
+}
+
 // renderCheck is a validated health check in haproxy's terms.
 func renderCheck(h config.HealthCheck) render.Check {
 	t, _ := h.ParseTarget() // validated already
@@ -111,10 +140,14 @@ func renderCheck(h config.HealthCheck) render.Check {
 type layout struct {
 	service map[string]string   // backend → service
 	order   map[string][]string // service → backends
+	// slotted are the backends rendered with server slots; member names the member each slot
+	// holds, by backend and slot.
+	slotted map[string]bool
+	member  map[string]map[string]string
 }
 
 func newLayout(p haproxy.ParsedConfig, d render.Data) layout {
-	lay := layout{service: map[string]string{}, order: map[string][]string{}}
+	lay := layout{service: map[string]string{}, order: map[string][]string{}, slotted: map[string]bool{}, member: map[string]map[string]string{}}
 	add := func(backend, service string) {
 		if _, ok := lay.service[backend]; ok {
 			return
@@ -122,15 +155,24 @@ func newLayout(p haproxy.ParsedConfig, d render.Data) layout {
 		lay.service[backend] = service
 		lay.order[service] = append(lay.order[service], backend)
 	}
-	// holder is the backend whose servers include one of l's (same name and address), the
-	// first by name; "" when none does.
+	// holder is the backend whose servers include one of l's slots or servers (same name and
+	// address), the first by name; "" when none does.
 	holder := func(l render.Listener) string {
+		want := map[string]string{} // server name → address
+		for _, sl := range l.Slots {
+			if !sl.Free {
+				want[sl.Name] = sl.Addr()
+			}
+		}
+		for _, srv := range l.Servers {
+			want[srv.Name] = srv.Addr()
+		}
 		for _, backend := range slices.Sorted(maps.Keys(p.Servers)) {
 			if _, taken := lay.service[backend]; taken {
 				continue
 			}
-			for _, srv := range l.Servers {
-				if got, ok := p.Servers[backend][srv.Name]; ok && got.Addr == srv.Addr() {
+			for name, addr := range want {
+				if got, ok := p.Servers[backend][name]; ok && got.Addr == addr {
 					return backend
 				}
 			}
@@ -141,14 +183,38 @@ func newLayout(p haproxy.ParsedConfig, d render.Data) layout {
 	// listener's servers.
 	for _, s := range d.Services {
 		for _, l := range s.Listeners {
-			if p.Backends[l.Name] {
-				add(l.Name, s.Name)
-			} else if b := holder(l); b != "" {
-				add(b, s.Name)
+			b := l.Name
+			if !p.Backends[b] {
+				if b = holder(l); b == "" {
+					continue
+				}
+			}
+			add(b, s.Name)
+			if slotted(p.Servers[b], l.Slots) {
+				lay.slotted[b] = true
+				lay.member[b] = map[string]string{}
+				for _, sl := range l.Slots {
+					if sl.Member != "" {
+						lay.member[b][sl.Name] = sl.Member
+					}
+				}
 			}
 		}
 	}
 	return lay
+}
+
+// slotted reports whether a backend's servers are exactly its slots, as rendered.
+func slotted(servers map[string]haproxy.Server, slots []render.Slot) bool {
+	if len(slots) == 0 || len(servers) != len(slots) {
+		return false
+	}
+	for _, sl := range slots {
+		if srv, ok := servers[sl.Name]; !ok || srv.Addr != sl.Addr() {
+			return false
+		}
+	}
+	return true
 }
 
 // drainTimeout is the draining timeout of each backend's service (30 s for backends of no

@@ -39,7 +39,7 @@ func renderWith(t testing.TB, cfg *config.Config, members map[string][]model.Mem
 	if err != nil {
 		t.Fatal(err)
 	}
-	out, err := render.Render(tmpl, Desired(cfg, store.Snapshot{Members: members}, render.Data{TemplateSource: source}))
+	out, err := render.Render(tmpl, Desired(cfg, store.Snapshot{Members: members}, nil, render.Data{TemplateSource: source}))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -47,13 +47,20 @@ func renderWith(t testing.TB, cfg *config.Config, members map[string][]model.Mem
 }
 
 // serverLine is the only line shape a member may produce.
-var serverLine = regexp.MustCompile(`^    server ([A-Za-z0-9][A-Za-z0-9_.:-]*) (\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+):([0-9]+) weight ([0-9]+)( cookie ([A-Za-z0-9][A-Za-z0-9_.:-]*))?$`)
+// A slot holds a member (its name in the comment) or is free (disabled, on 127.0.0.1:1).
+var serverLine = regexp.MustCompile(`^    server (s[1-9][0-9]*) (\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+):([0-9]+) weight ([0-9]+)( cookie (s[1-9][0-9]*))?( # ([A-Za-z0-9][A-Za-z0-9_.:-]*))?$`)
+var freeLine = regexp.MustCompile(`^    server (s[1-9][0-9]*) 127\.0\.0\.1:1 weight 100 disabled( cookie (s[1-9][0-9]*))?$`)
 
 // checkRendered renders members and checks that the output is the member-less config plus
 // exactly one well-formed server line per member and listener, in the right backends.
 func checkRendered(t testing.TB, cfg *config.Config, members map[string][]model.Member) {
 	t.Helper()
-	base := strings.Split(renderWith(t, cfg, nil), "\n")
+	var base []string // the member-less config without its (free) server lines
+	for _, line := range strings.Split(renderWith(t, cfg, nil), "\n") {
+		if !strings.HasPrefix(line, "    server ") {
+			base = append(base, line)
+		}
+	}
 	out := renderWith(t, cfg, members)
 	var rest []string
 	servers := map[string]int{} // by service
@@ -66,14 +73,20 @@ func checkRendered(t testing.TB, cfg *config.Config, members map[string][]model.
 			rest = append(rest, line)
 			continue
 		}
+		if f := freeLine.FindStringSubmatch(line); f != nil {
+			if f[2] != "" && f[3] != f[1] {
+				t.Fatalf("free slot %q: cookie %q is not the slot name", line, f[3])
+			}
+			continue
+		}
 		m := serverLine.FindStringSubmatch(line)
-		if m == nil {
+		if m == nil || m[8] == "" {
 			t.Fatalf("server line %q has an unexpected shape\nconfig:\n%s", line, out)
 		}
 		svc := backend[:strings.LastIndexByte(backend, '_')]
 		found := false
 		for _, mem := range members[svc] {
-			if mem.Name == m[1] && strconv.Itoa(mem.Weight) == m[4] {
+			if mem.Name == m[8] && strconv.Itoa(mem.Weight) == m[4] {
 				found = true
 			}
 		}
@@ -81,7 +94,7 @@ func checkRendered(t testing.TB, cfg *config.Config, members map[string][]model.
 			t.Fatalf("server line %q in backend %s matches no member of %s: %v", line, backend, svc, members[svc])
 		}
 		if m[5] != "" && m[6] != m[1] {
-			t.Fatalf("server line %q: cookie %q is not the server name", line, m[6])
+			t.Fatalf("server line %q: cookie %q is not the slot name", line, m[6])
 		}
 		servers[svc]++
 	}

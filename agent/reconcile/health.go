@@ -41,6 +41,11 @@ func memberHealth(states map[string]map[string]haproxy.ServerState, lay layout) 
 		m := map[string]string{}
 		for _, b := range backends {
 			for name, st := range states[b] {
+				if lay.slotted[b] {
+					if name = lay.member[b][name]; name == "" {
+						continue // a free slot
+					}
+				}
 				if _, seen := m[name]; !seen {
 					m[name] = st.Health
 				}

@@ -19,6 +19,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"slices"
 	"sync"
 	"time"
 
@@ -142,6 +143,8 @@ type Reconciler struct {
 	kick    chan struct{}
 
 	// Owned by the Run goroutine (and by the first apply, before Run starts).
+	// slots is which member holds which server slot (slots.go).
+	slots *Slots
 	rt haproxy.RuntimeClient
 	// drains in progress and the callers waiting for them.
 	drains  map[string]*haproxy.Drain
@@ -176,7 +179,7 @@ func New(o Options) *Reconciler {
 		log: o.Logger, store: o.Store, config: o.Config, tmplDir: o.Templates, output: o.Output,
 		lastGood: o.LastGood, bin: o.Haproxy, admin: o.AdminSocket, stateFile: o.StateFile,
 		reloader: o.Reloader, quiet: o.Quiet, maxWait: o.MaxWait, running: o.Running,
-		metrics: o.Observer, kick: make(chan struct{}, 1), dial: o.Dial,
+		metrics: o.Observer, kick: make(chan struct{}, 1), dial: o.Dial, slots: NewSlots(),
 	}
 	if r.log == nil {
 		r.log = slog.New(slog.DiscardHandler)
@@ -324,7 +327,7 @@ func (r *Reconciler) finish(ticket uint64, res result) {
 		pending := map[string]bool{}
 		if w.member != "" && res.Err == nil {
 			for key, d := range r.drains {
-				if d.Name == w.member {
+				if d.Member == w.member {
 					pending[key] = true
 				}
 			}
@@ -437,13 +440,42 @@ func (r *Reconciler) SetRunning(v bool) {
 
 // LoadInstalled remembers what the output file holds at start, so an unchanged render after a
 // restart of clbd neither writes nor reloads.
+//
+// It also learns from it which member holds which server slot: the mapping lives in the
+// config haproxy runs, so a restart keeps it.
 func (r *Reconciler) LoadInstalled() {
 	data, err := os.ReadFile(r.output)
 	if err == nil {
 		r.mu.Lock()
 		r.installed = data
 		r.mu.Unlock()
+		p := haproxy.ParseConfig(data)
+		r.installedCfg = &p
+		r.slots = NewSlots()
+		r.slots.Learn(p, r.config())
 	}
+}
+
+// busySlot reports a slot of service that must not take a new member yet: it still drains,
+// or haproxy still runs it with a member (the apply that frees it has not happened).
+func (r *Reconciler) busySlot(service, slot string) bool {
+	for _, d := range r.drains {
+		if d.Name == slot && r.layout.service[d.Backend] == service {
+			return true
+		}
+	}
+	if r.installedCfg == nil {
+		return false
+	}
+	for backend, svc := range r.layout.service {
+		if svc != service {
+			continue
+		}
+		if srv, ok := r.installedCfg.Servers[backend][slot]; ok && !slices.Contains(srv.Args, "disabled") {
+			return true
+		}
+	}
+	return false
 }
 
 // render produces the config for the current config, template and state.
@@ -458,7 +490,9 @@ func (r *Reconciler) render() ([]byte, render.Data, uint64, error) {
 		return nil, render.Data{}, 0, err
 	}
 	snap := r.store.Snapshot()
-	data := Desired(r.config(), snap, render.Data{TemplateSource: source, AdminSocket: r.admin, ServerStateFile: r.stateFile})
+	cfg := r.config()
+	r.slots.Assign(cfg, snap, r.busySlot)
+	data := Desired(cfg, snap, r.slots, render.Data{TemplateSource: source, AdminSocket: r.admin, ServerStateFile: r.stateFile})
 	out, err := render.Render(tmpl, data)
 	return out, data, snap.Generation, err
 }
@@ -562,8 +596,15 @@ func (r *Reconciler) installRuntime(ctx context.Context, prev, next haproxy.Pars
 	}
 	changes := haproxy.DiffServers(prev, next)
 	for _, c := range changes {
-		if _, reloadOnly := next.ReloadOnly[c.Backend]; reloadOnly {
-			return result{}, false
+		slotted := lay.slotted[c.Backend]
+		if _, reloadOnly := next.ReloadOnly[c.Backend]; reloadOnly && !slotted {
+			return result{}, false // dynamic servers refused there
+		}
+		if slotted && c.Old == nil {
+			return result{}, false // the pool grew: new static servers take a reload
+		}
+		if slotted && next.Balance[c.Backend] == "static-rr" && c.Old != nil && c.New != nil && weightOf(*c.Old) != weightOf(*c.New) {
+			return result{}, false // static-rr ignores weights set at runtime
 		}
 		if c.New != nil && r.drains[c.Backend+"/"+c.New.Name] != nil {
 			return result{}, false // re-registered while draining: a reload sorts it out
@@ -682,4 +723,13 @@ func (r *Reconciler) runtime(ctx context.Context) (haproxy.RuntimeClient, error)
 	}
 	r.rt = rt
 	return rt, nil
+}
+
+func weightOf(s haproxy.Server) string {
+	for i := 0; i+1 < len(s.Args); i++ {
+		if s.Args[i] == "weight" {
+			return s.Args[i+1]
+		}
+	}
+	return ""
 }

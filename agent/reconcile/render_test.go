@@ -69,7 +69,7 @@ func TestRenderGolden(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			got, err := render.Render(tmpl, Desired(&cfg, store.Snapshot{Members: rc.Members},
+			got, err := render.Render(tmpl, Desired(&cfg, store.Snapshot{Members: rc.Members}, nil,
 				render.Data{TemplateSource: source, AdminSocket: "/run/clb/admin.sock", ServerStateFile: "/var/lib/clb-server/haproxy.state"}))
 			if err != nil {
 				t.Fatal(err)

@@ -289,7 +289,8 @@ func renderCmd(c *cli.Context, stdout io.Writer, check bool) error {
 	}
 	// The same environment the daemon renders with.
 	env := render.Data{TemplateSource: source, AdminSocket: cfg.AdminSocket(), ServerStateFile: cfg.ServerStateFile()}
-	out, err := render.Render(tmpl, reconcile.Desired(cfg, snap, env))
+	installed, _ := os.ReadFile(cfg.Output) // the slots members hold now, if it is there
+	out, err := render.Render(tmpl, reconcile.Desired(cfg, snap, reconcile.PlanSlots(installed, cfg, snap), env))
 	if err != nil {
 		return cli.Exit(err.Error(), ExitFailure)
 	}

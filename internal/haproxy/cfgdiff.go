@@ -15,6 +15,8 @@ type Server struct {
 	Name string
 	Addr string
 	Args []string
+	// Comment is what follows a '#' on the line: the member a slot holds, in clbd's template.
+	Comment string
 }
 
 // ParsedConfig is a rendered config as the runtime path sees it.
@@ -31,12 +33,14 @@ type ParsedConfig struct {
 	ReloadOnly map[string]string
 	// Backends are the names of every backend (and listen) section, with or without servers.
 	Backends map[string]bool
+	// Balance is each backend's balance algorithm, where it names one.
+	Balance map[string]string
 }
 
 // ParseConfig splits cfg. It understands the section layout of any haproxy.cfg (a section
 // starts at a non-indented keyword line), so user templates work too.
 func ParseConfig(cfg []byte) ParsedConfig {
-	p := ParsedConfig{Servers: map[string]map[string]Server{}, Defaults: map[string][]string{}, ReloadOnly: map[string]string{}, Backends: map[string]bool{}}
+	p := ParsedConfig{Servers: map[string]map[string]Server{}, Defaults: map[string][]string{}, ReloadOnly: map[string]string{}, Backends: map[string]bool{}, Balance: map[string]string{}}
 	var skel strings.Builder
 	section := ""
 	// inDefaults: in a defaults section, whose default-server a backend starts from (haproxy
@@ -69,7 +73,12 @@ func ParseConfig(cfg []byte) ParsedConfig {
 					if p.Servers[section] == nil {
 						p.Servers[section] = map[string]Server{}
 					}
-					p.Servers[section][fields[1]] = Server{Name: fields[1], Addr: fields[2], Args: fields[3:]}
+					srv := Server{Name: fields[1], Addr: fields[2], Args: fields[3:]}
+					if i := slices.Index(srv.Args, "#"); i >= 0 {
+						srv.Comment = strings.Join(srv.Args[i+1:], " ")
+						srv.Args = srv.Args[:i]
+					}
+					p.Servers[section][fields[1]] = srv
 					continue
 				}
 			case "default-server":
@@ -78,6 +87,9 @@ func ParseConfig(cfg []byte) ParsedConfig {
 			case "cookie":
 				p.ReloadOnly[section] = "cookie stickiness: haproxy 2.6 refuses cookies on dynamic servers"
 			case "balance":
+				if len(fields) > 1 {
+					p.Balance[section] = fields[1]
+				}
 				if len(fields) > 1 && (fields[1] == "static-rr" || fields[1] == "source" || fields[1] == "uri") {
 					p.ReloadOnly[section] = "balance " + fields[1] + ": haproxy 2.6 refuses dynamic servers with it"
 				}
@@ -173,4 +185,40 @@ func AddArgs(s Server, defaults []string) string {
 // HasCheck reports whether a dynamic server built from s and defaults has health checks.
 func HasCheck(s Server, defaults []string) bool {
 	return slices.Contains(defaults, "check") || slices.Contains(s.Args, "check")
+}
+
+// slotChange is a change of a static server (a slot) that `set server` can make: it leaves
+// (now disabled: drain it), or it takes a member (address, weight, enabled). ok is false when
+// anything else of the line changed.
+type slotChange struct {
+	leave, enable bool
+	addr, weight  string // "" = unchanged
+}
+
+func (c ServerChange) slotChange() (slotChange, bool) {
+	if c.Old == nil || c.New == nil {
+		return slotChange{}, false
+	}
+	strip := func(args []string) (rest []string, weight string, disabled bool) {
+		weight, rest = splitWeight(args)
+		n := len(rest)
+		rest = slices.DeleteFunc(slices.Clone(rest), func(a string) bool { return a == "disabled" })
+		return rest, weight, len(rest) != n
+	}
+	oa, ow, od := strip(c.Old.Args)
+	na, nw, nd := strip(c.New.Args)
+	if !slices.Equal(oa, na) {
+		return slotChange{}, false
+	}
+	if nd {
+		return slotChange{leave: !od}, true
+	}
+	sc := slotChange{enable: od}
+	if c.New.Addr != c.Old.Addr || od {
+		sc.addr = c.New.Addr
+	}
+	if nw != ow || od {
+		sc.weight = nw
+	}
+	return sc, true
 }

@@ -23,8 +23,10 @@ type ServerState struct {
 
 // ParseServersState reads `show servers state` (format 1) into the state of each server, by
 // backend and server name. The admin state is a bit field (haproxy's SRV_ADMF_*): maintenance
-// 0x01 forced, 0x02 inherited, 0x04 from the config, 0x20 resolution; drain 0x08 forced, 0x10
-// inherited. 0x40 (FQDN set from the CLI) says nothing of the state. (client-native's RuntimeServer parses it as hex and has no check
+// is 0x01 forced, 0x02 inherited, 0x20 resolution (SRV_ADMF_MAINT = 0x23); drain 0x08 forced,
+// 0x10 inherited. 0x04 (disabled in the config) stays set on a slot clbd has since made ready,
+// and 0x40 (FQDN set from the CLI) says nothing of the state either (verified on 2.6.12: a
+// slot rendered `disabled`, then `set server ... state ready`, serves with admin state 4). (client-native's RuntimeServer parses it as hex and has no check
 // status, so clbd reads the raw output.)
 func ParseServersState(out string) map[string]map[string]ServerState {
 	h := map[string]map[string]ServerState{}
@@ -41,7 +43,7 @@ func ParseServersState(out string) map[string]map[string]ServerState {
 		}
 		state := HealthUnknown
 		switch {
-		case admin&0x27 != 0:
+		case admin&0x23 != 0:
 			state = HealthMaint
 		case admin&0x18 != 0:
 			state = HealthDrain

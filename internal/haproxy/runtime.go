@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
+	"net/netip"
 	"strconv"
 	"strings"
 	"time"
@@ -19,6 +21,7 @@ type RuntimeClient interface {
 	DeleteServer(backend, name string) error
 	SetServerState(backend, server, state string) error
 	SetServerWeight(backend, server, weight string) error
+	SetServerAddr(backend, server, ip string, port int) error
 	EnableServerHealth(backend, server string) error
 	ExecuteRaw(command string) ([]string, error)
 }
@@ -38,7 +41,7 @@ func DialRuntime(ctx context.Context, socket string) (RuntimeClient, error) {
 
 // errStillUsed is how `del server` says the server still carries connections.
 func errStillUsed(err error) bool {
-	return err != nil && strings.Contains(err.Error(), "still has connections")
+	return err != nil && (errors.Is(err, errSlotInUse) || strings.Contains(err.Error(), "still has connections"))
 }
 
 func errNoSuchServer(err error) bool {
@@ -49,9 +52,14 @@ func errNoSuchServer(err error) bool {
 // before `del server`.
 type Drain struct {
 	Backend, Name string
-	Deadline      time.Time // then its sessions are shut down
-	Forced        bool      // sessions were shut down
-	ForcedAt      time.Time // when
+	// Member is the member that leaves (the server's name, or the member a slot held).
+	Member string
+	// Slot: a static server that stays (disabled) once drained: it is drained when no
+	// connection to it is left, instead of by `del server`.
+	Slot     bool
+	Deadline time.Time // then its sessions are shut down
+	Forced   bool      // sessions were shut down
+	ForcedAt time.Time // when
 }
 
 // Key is BACKEND/SERVER, as haproxy's commands name a server.
@@ -77,7 +85,7 @@ func ApplyServers(rt RuntimeClient, changes []ServerChange, defaults map[string]
 			switch {
 			case err == nil || errNoSuchServer(err):
 			case errStillUsed(err):
-				drains = append(drains, Drain{Backend: c.Backend, Name: c.Old.Name, Deadline: now.Add(drainFor(c.Backend))})
+				drains = append(drains, Drain{Backend: c.Backend, Name: c.Old.Name, Member: c.Old.Name, Deadline: now.Add(drainFor(c.Backend))})
 			default:
 				return drains, fmt.Errorf("del server %s/%s: %w", c.Backend, c.Old.Name, err)
 			}
@@ -86,17 +94,78 @@ func ApplyServers(rt RuntimeClient, changes []ServerChange, defaults map[string]
 				return drains, err
 			}
 		default:
-			w, ok := c.WeightOnly()
-			if !ok {
-				// Address or options changed: not worth a runtime dance; a reload is exact.
-				return drains, fmt.Errorf("server %s/%s changed more than its weight", c.Backend, c.New.Name)
+			if w, ok := c.WeightOnly(); ok {
+				if err := rt.SetServerWeight(c.Backend, c.New.Name, w); err != nil {
+					return drains, fmt.Errorf("set weight %s/%s: %w", c.Backend, c.New.Name, err)
+				}
+				continue
 			}
-			if err := rt.SetServerWeight(c.Backend, c.New.Name, w); err != nil {
-				return drains, fmt.Errorf("set weight %s/%s: %w", c.Backend, c.New.Name, err)
+			sc, ok := c.slotChange()
+			if !ok {
+				// Options changed: not worth a runtime dance; a reload is exact.
+				return drains, fmt.Errorf("server %s/%s changed more than its address, weight or state", c.Backend, c.New.Name)
+			}
+			if sc.leave {
+				if err := rt.SetServerState(c.Backend, c.Old.Name, "maint"); err != nil {
+					return drains, fmt.Errorf("drain %s/%s: %w", c.Backend, c.Old.Name, err)
+				}
+				drains = append(drains, Drain{Backend: c.Backend, Name: c.Old.Name, Member: c.Old.Comment, Slot: true, Deadline: now.Add(drainFor(c.Backend))})
+				continue
+			}
+			if err := fillSlot(rt, c.Backend, *c.New, sc, defaults[c.Backend]); err != nil {
+				return drains, err
 			}
 		}
 	}
 	return drains, nil
+}
+
+// fillSlot points a static server at a member: address, weight, then (from disabled) health
+// checks and the server itself. The address must be an IP address (`set server addr` takes no
+// host name): a member registered by name takes the reload path.
+func fillSlot(rt RuntimeClient, backend string, s Server, sc slotChange, defaults []string) error {
+	if sc.addr != "" {
+		host, port, err := splitHostPort(sc.addr)
+		if err != nil {
+			return fmt.Errorf("set server %s/%s addr: %w", backend, s.Name, err)
+		}
+		if err := rt.SetServerAddr(backend, s.Name, host, port); err != nil {
+			return fmt.Errorf("set server %s/%s addr: %w", backend, s.Name, err)
+		}
+	}
+	if sc.weight != "" {
+		if err := rt.SetServerWeight(backend, s.Name, sc.weight); err != nil {
+			return fmt.Errorf("set weight %s/%s: %w", backend, s.Name, err)
+		}
+	}
+	if !sc.enable {
+		return nil
+	}
+	if HasCheck(s, defaults) {
+		if err := rt.EnableServerHealth(backend, s.Name); err != nil {
+			return fmt.Errorf("enable health %s/%s: %w", backend, s.Name, err)
+		}
+	}
+	if err := rt.SetServerState(backend, s.Name, "ready"); err != nil {
+		return fmt.Errorf("enable server %s/%s: %w", backend, s.Name, err)
+	}
+	return nil
+}
+
+// splitHostPort splits ADDR:PORT or [IPv6]:PORT; the address must be an IP address.
+func splitHostPort(hp string) (string, int, error) {
+	host, p, err := net.SplitHostPort(hp)
+	if err != nil {
+		return "", 0, err
+	}
+	if _, err := netip.ParseAddr(host); err != nil {
+		return "", 0, fmt.Errorf("%q is not an IP address", host)
+	}
+	port, err := strconv.Atoi(p)
+	if err != nil {
+		return "", 0, fmt.Errorf("port %q: %w", p, err)
+	}
+	return host, port, nil
 }
 
 // addServer creates a dynamic server. haproxy 2.6 creates it in maintenance; health checks and
@@ -119,7 +188,12 @@ func addServer(rt RuntimeClient, backend string, s Server, defaults []string) er
 // RetryDrain tries to delete a draining server; past its deadline it shuts its sessions down
 // first. It reports whether the drain is over.
 func RetryDrain(rt RuntimeClient, d *Drain, now time.Time) (bool, error) {
-	err := rt.DeleteServer(d.Backend, d.Name)
+	var err error
+	if d.Slot {
+		err = slotInUse(rt, d.Backend, d.Name)
+	} else {
+		err = rt.DeleteServer(d.Backend, d.Name)
+	}
 	switch {
 	case err == nil || errNoSuchServer(err):
 		return true, nil
@@ -135,6 +209,30 @@ func RetryDrain(rt RuntimeClient, d *Drain, now time.Time) (bool, error) {
 		return true, fmt.Errorf("del server %s: connections still attached 5s after shutting its sessions down; it stays in maintenance until the next reload", d.Key())
 	}
 	return false, nil
+}
+
+// errSlotInUse says a slot still has connections, like `del server`'s "still has connections".
+var errSlotInUse = errors.New("server still has connections attached")
+
+// slotInUse is nil when the static server has no connection left, in use or idle (`show
+// servers conn`), errSlotInUse when it has, and a "No such server" error when it is gone.
+func slotInUse(rt RuntimeClient, backend, name string) error {
+	out, err := rt.ExecuteRaw("show servers conn " + backend)
+	if err != nil {
+		return fmt.Errorf("show servers conn %s: %w", backend, err)
+	}
+	for _, line := range strings.Split(strings.Join(out, ""), "\n") {
+		f := strings.Fields(line)
+		// bkname/svname bkid/svid addr port - purge_delay used_cur used_max need_est unsafe_nb safe_nb idle_lim idle_cur ...
+		if len(f) < 13 || f[0] != backend+"/"+name {
+			continue
+		}
+		if f[6] != "0" || f[12] != "0" {
+			return errSlotInUse
+		}
+		return nil
+	}
+	return errors.New("No such server")
 }
 
 // DumpServerState writes `show servers state` to path, so the next worker starts with the

@@ -2,6 +2,7 @@ package haproxy
 
 import (
 	"errors"
+	"fmt"
 	"slices"
 	"strings"
 	"testing"
@@ -11,10 +12,13 @@ import (
 // recordingRuntime is a RuntimeClient that records each call as one line and fails the
 // commands listed in fail (by that line):
 //
-//	add B/S ATTRS | del B/S | state B/S STATE | weight B/S W | health B/S | raw COMMAND
+//	add B/S ATTRS | del B/S | state B/S STATE | weight B/S W | addr B/S IP PORT | health B/S | raw COMMAND
+//
+// and answers raw commands with out[COMMAND].
 type recordingRuntime struct {
 	calls []string
 	fail  map[string]error
+	out   map[string]string
 }
 
 func (r *recordingRuntime) do(call string) error {
@@ -42,8 +46,16 @@ func (r *recordingRuntime) EnableServerHealth(backend, server string) error {
 	return r.do("health " + backend + "/" + server)
 }
 
+func (r *recordingRuntime) SetServerAddr(backend, server, ip string, port int) error {
+	return r.do(fmt.Sprintf("addr %s/%s %s %d", backend, server, ip, port))
+}
+
 func (r *recordingRuntime) ExecuteRaw(command string) ([]string, error) {
-	return nil, r.do("raw " + command)
+	err := r.do("raw " + command)
+	if out, ok := r.out[command]; ok {
+		return []string{out}, err
+	}
+	return nil, err
 }
 
 // Errors as haproxy 2.6 words them (client-native passes the text on).
@@ -146,14 +158,14 @@ func TestApplyServers(t *testing.T) {
 			wantCalls: []string{"weight web_80/m1 0"},
 		},
 		{
-			name:    "address changed: an error, nothing sent",
-			changes: []ServerChange{changed("web_80", "m1", "127.0.0.1:8000", "127.0.0.2:8000", w("100"), w("100"))},
-			wantErr: "server web_80/m1 changed more than its weight",
+			name:      "address changed: set server addr",
+			changes:   []ServerChange{changed("web_80", "m1", "127.0.0.1:8000", "127.0.0.2:8000", w("100"), w("100"))},
+			wantCalls: []string{"addr web_80/m1 127.0.0.2 8000"},
 		},
 		{
 			name:    "other argument changed: an error, nothing sent",
 			changes: []ServerChange{changed("web_80", "m1", "127.0.0.1:8000", "127.0.0.1:8000", w("100"), []string{"weight", "50", "backup"})},
-			wantErr: "server web_80/m1 changed more than its weight",
+			wantErr: "server web_80/m1 changed more than its address, weight or state",
 		},
 		{
 			name: "in order, one of each",
@@ -388,3 +400,76 @@ func TestDrainKey(t *testing.T) {
 }
 
 var _ RuntimeClient = (*recordingRuntime)(nil)
+
+// TestApplySlots: a slot (a static server) takes a member by `set server` (address, weight,
+// health, ready) and leaves by maint, drained until no connection to it is left.
+func TestApplySlots(t *testing.T) {
+	free := Server{Name: "s1", Addr: "127.0.0.1:1", Args: []string{"weight", "100", "disabled", "cookie", "s1"}}
+	taken := Server{Name: "s1", Addr: "10.0.0.5:8080", Args: []string{"weight", "50", "cookie", "s1"}, Comment: "m1"}
+	other := Server{Name: "s1", Addr: "10.0.0.6:8080", Args: []string{"weight", "50", "cookie", "s1"}, Comment: "m2"}
+	byName := Server{Name: "s1", Addr: "web.example:8080", Args: []string{"weight", "50", "cookie", "s1"}, Comment: "m1"}
+	defaults := map[string][]string{"b": {"check", "inter", "2s"}}
+	for _, tc := range []struct {
+		name      string
+		old, new  Server
+		wantCalls []string
+		wantDrain bool
+		wantErr   string
+	}{
+		{"takes a member", free, taken, []string{"addr b/s1 10.0.0.5 8080", "weight b/s1 50", "health b/s1", "state b/s1 ready"}, false, ""},
+		{"leaves", taken, free, []string{"state b/s1 maint"}, true, ""},
+		{"moves address (same slot, live)", taken, other, []string{"addr b/s1 10.0.0.6 8080"}, false, ""},
+		{"member by host name: reload", free, byName, nil, false, "not an IP address"},
+		{"other option changed: reload", free, Server{Name: "s1", Addr: "10.0.0.5:8080", Args: []string{"weight", "50", "cookie", "x"}}, nil, false, "changed more than"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			rt := &recordingRuntime{}
+			o, n := tc.old, tc.new
+			drains, err := ApplyServers(rt, []ServerChange{{Backend: "b", Old: &o, New: &n}}, defaults, func(string) time.Duration { return time.Second })
+			if tc.wantErr == "" && err != nil || tc.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tc.wantErr)) {
+				t.Fatalf("err = %v, want %q", err, tc.wantErr)
+			}
+			if !slices.Equal(rt.calls, tc.wantCalls) {
+				t.Errorf("calls = %q, want %q", rt.calls, tc.wantCalls)
+			}
+			if got := len(drains) == 1; got != tc.wantDrain {
+				t.Fatalf("drains = %+v, want a drain: %v", drains, tc.wantDrain)
+			}
+			if tc.wantDrain && (!drains[0].Slot || drains[0].Member != "m1" || drains[0].Key() != "b/s1") {
+				t.Errorf("drain = %+v, want slot b/s1 of member m1", drains[0])
+			}
+		})
+	}
+}
+
+func TestRetryDrainSlot(t *testing.T) {
+	const header = "# bkname/svname bkid/svid addr port - purge_delay used_cur used_max need_est unsafe_nb safe_nb idle_lim idle_cur idle_per_thr[2]\n"
+	row := func(used, idle int) string {
+		return header + fmt.Sprintf("b/s1 3/1 10.0.0.5 8080 - 500 %d 3 1 0 0 -1 %d 0 0\nb/s2 3/2 127.0.0.1 1 - 500 0 0 0 0 0 -1 0 0 0\n", used, idle)
+	}
+	deadline := time.Date(2024, 5, 1, 12, 0, 0, 0, time.UTC)
+	for _, tc := range []struct {
+		name     string
+		out      string
+		now      time.Time
+		wantDone bool
+		wantErr  string
+	}{
+		{"no connection left", row(0, 0), deadline.Add(-time.Second), true, ""},
+		{"in use", row(2, 0), deadline.Add(-time.Second), false, ""},
+		{"idle connections left", row(0, 1), deadline.Add(-time.Second), false, ""},
+		{"slot gone", header, deadline.Add(-time.Second), true, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			rt := &recordingRuntime{out: map[string]string{"show servers conn b": tc.out}}
+			d := &Drain{Backend: "b", Name: "s1", Slot: true, Deadline: deadline}
+			done, err := RetryDrain(rt, d, tc.now)
+			if done != tc.wantDone || (err != nil) != (tc.wantErr != "") {
+				t.Fatalf("RetryDrain = %v, %v; want %v, %q", done, err, tc.wantDone, tc.wantErr)
+			}
+			if slices.Contains(rt.calls, "del b/s1") {
+				t.Errorf("a slot is never deleted: %q", rt.calls)
+			}
+		})
+	}
+}

@@ -68,7 +68,14 @@ type Listener struct {
 	Mode        string
 	Certificate string
 	MemberPort  int
-	Servers     []Server
+	// Servers are the members, one each.
+	Servers []Server
+	// Slots are the backend's server slots: the members in the slots clbd gave them, and free
+	// slots (Free, on a placeholder address) for members to come. The built-in template
+	// renders these, so that a member joins or leaves by `set server` on a static server
+	// (connections reused, no reload); a template that renders Servers instead gets dynamic
+	// servers (`add server`, no reuse of backend connections on haproxy 2.6).
+	Slots []Slot
 }
 
 // Bind is the bind address: "[addr]:port", "addr:port" or ":port".
@@ -87,6 +94,33 @@ type Server struct {
 
 // Addr is the server address as haproxy wants it.
 func (s Server) Addr() string {
+	return hostPort(s.Address, s.Port)
+}
+
+// Slot is one static server of a backend: a member's, or free.
+type Slot struct {
+	// Name is haproxy's server name (s1, s2, ...) and its sticky cookie value.
+	Name string
+	// Member is the member's name ("" when Free); the built-in template writes it as a
+	// comment on the server line, from which clbd learns the slots again after a restart.
+	Member string
+	// Free: no member; rendered disabled on FreeAddress.
+	Free    bool
+	Address string
+	Port    int
+	Weight  int
+	Zone    string
+}
+
+// FreeAddress and FreePort are where a free slot points: never used (the slot is disabled),
+// and valid for haproxy -c.
+const (
+	FreeAddress = "127.0.0.1"
+	FreePort    = 1
+)
+
+// Addr is the slot's address as haproxy wants it.
+func (s Slot) Addr() string {
 	return hostPort(s.Address, s.Port)
 }
 
