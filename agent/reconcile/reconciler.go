@@ -145,7 +145,7 @@ type Reconciler struct {
 	// Owned by the Run goroutine (and by the first apply, before Run starts).
 	// slots is which member holds which server slot (slots.go).
 	slots *Slots
-	rt haproxy.RuntimeClient
+	rt    haproxy.RuntimeClient
 	// drains in progress and the callers waiting for them.
 	drains  map[string]*haproxy.Drain
 	batches []*drainBatch
