@@ -39,6 +39,9 @@ func TestParseServersState(t *testing.T) {
 		{"0x08 forced drain", one(2, 0x08), map[string]map[string]ServerState{"web_8080": {"b1": {HealthDrain, "127.0.0.1"}}}, ""},
 		{"0x10 drain inherited", one(2, 0x10), map[string]map[string]ServerState{"web_8080": {"b1": {HealthDrain, "127.0.0.1"}}}, ""},
 		{"maint wins over drain", one(2, 0x01|0x08), map[string]map[string]ServerState{"web_8080": {"b1": {HealthMaint, "127.0.0.1"}}}, ""},
+		// A server slot rendered disabled and made ready with `set server` keeps 0x04 (seen on 2.6.12).
+		{"0x04 (disabled in the config) made ready: up", one(2, 0x04), map[string]map[string]ServerState{"web_8080": {"b1": {HealthUp, "127.0.0.1"}}}, ""},
+		{"0x04 and forced maint: maint", one(0, 0x05), map[string]map[string]ServerState{"web_8080": {"b1": {HealthMaint, "127.0.0.1"}}}, ""},
 		{
 			// SRV_ADMF_HMAINT (0x40) only says the FQDN was set through the CLI: haproxy's own
 			// maintenance mask (SRV_ADMF_MAINT) is 0x23 and its stats show such a server UP.
