@@ -19,7 +19,7 @@ import (
 	"time"
 )
 
-// failingRuntime wraps the real runtime client and fails `add server` and `set server addr` while fail is set: the
+// failingRuntime wraps the real runtime client and fails `add server` and `set server addr` (in a batch) while fail is set: the
 // failure injection at an interface clbd owns.
 type failingRuntime struct {
 	haproxy.RuntimeClient
@@ -33,12 +33,13 @@ func (f failingRuntime) AddServer(backend, name, attrs string) error {
 	return f.RuntimeClient.AddServer(backend, name, attrs)
 }
 
-// SetServerAddr fails too: a member takes a server slot with it.
-func (f failingRuntime) SetServerAddr(backend, name, ip string, port int) error {
-	if f.fail.Load() {
-		return errors.New("injected failure")
+// ExecuteRaw fails the commands that point a server slot at a member (`set server ... addr`),
+// which the reconciler sends in one batch.
+func (f failingRuntime) ExecuteRaw(cmd string) ([]string, error) {
+	if f.fail.Load() && strings.Contains(cmd, " addr ") {
+		return nil, errors.New("injected failure")
 	}
-	return f.RuntimeClient.SetServerAddr(backend, name, ip, port)
+	return f.RuntimeClient.ExecuteRaw(cmd)
 }
 
 // TestRuntimeFailureFallsBackToReload: a runtime command that fails is made up for by a

@@ -473,3 +473,37 @@ func TestRetryDrainSlot(t *testing.T) {
 		})
 	}
 }
+
+// TestBatch: queued changes go out as one line of commands; DeleteServer and ExecuteRaw flush
+// first; an answer at error severity fails the batch.
+func TestBatch(t *testing.T) {
+	rt := &recordingRuntime{out: map[string]string{
+		"set server b/s1 addr 10.0.0.5 port 8080;set server b/s1 weight 50;enable health b/s1;set server b/s1 state ready": "[5]: no need to change the addr, port changed from '1' to '8080' by 'stats socket command'\n",
+	}}
+	b := NewBatch(rt)
+	free := Server{Name: "s1", Addr: "127.0.0.1:1", Args: []string{"weight", "100", "disabled"}}
+	taken := Server{Name: "s1", Addr: "10.0.0.5:8080", Args: []string{"weight", "50"}, Comment: "m1"}
+	if _, err := ApplyServers(b, []ServerChange{{Backend: "b", Old: &free, New: &taken}}, map[string][]string{"b": {"check"}}, nil); err != nil {
+		t.Fatal(err)
+	}
+	if len(rt.calls) != 0 {
+		t.Fatalf("sent before Flush: %q", rt.calls)
+	}
+	if err := b.Flush(); err != nil {
+		t.Fatalf("Flush: %v (a notice is no error)", err)
+	}
+	want := []string{"raw set server b/s1 addr 10.0.0.5 port 8080;set server b/s1 weight 50;enable health b/s1;set server b/s1 state ready"}
+	if !slices.Equal(rt.calls, want) {
+		t.Errorf("calls = %q, want %q", rt.calls, want)
+	}
+
+	rt = &recordingRuntime{out: map[string]string{"set server b/s9 state maint": "[3]: No such server.\n"}}
+	b = NewBatch(rt)
+	b.SetServerState("b", "s9", "maint")
+	if err := b.DeleteServer("b", "x"); err == nil || !strings.Contains(err.Error(), "No such server") {
+		t.Errorf("DeleteServer after a failing queue = %v, want the queue's error", err)
+	}
+	if err := b.Flush(); err != nil {
+		t.Errorf("Flush of an empty queue = %v", err)
+	}
+}
