@@ -725,7 +725,7 @@ func BenchmarkLoadUnderChange(b *testing.B) {
 	b.Run("builtin-template", func(b *testing.B) {
 		env := newLoadEnv(b, "")
 		for _, keepAlive := range []bool{true, false} {
-			for _, change := range []string{"runtime", "reload"} {
+			for _, change := range []string{"runtime", "runtime-sticky", "reload", "growth"} {
 				b.Run(map[bool]string{true: "keep-alive", false: "close"}[keepAlive]+"/"+change, func(b *testing.B) {
 					for range b.N {
 						env.run(b, keepAlive, change, "")
@@ -751,36 +751,47 @@ const (
 	loadChurners = 10
 	loadEvents   = 1000
 	loadReloads  = 20
+	loadGrowth   = 40 // members registered into a pool of 8: it grows twice
 )
 
-// loadEnv is a clbd with two services on one haproxy: web (runtime path; two stable members
-// and loadChurners members that come and go) and sticky (reload path).
+// loadEnv is a clbd with four services on one haproxy: web (roundrobin; two stable members and
+// loadChurners members that come and go), sticky (cookie stickiness; one stable member, and
+// the same churners), static (static-rr: a weight change there is a reload, haproxy ignores
+// weights set at runtime) and growing (its pool grows under load). web and sticky have slots
+// for every member they get, so that their churn measures the runtime path alone.
 type loadEnv struct {
-	l          *lb
-	front      string
-	memberPort int
+	l                             *lb
+	front, stickyFront, growFront string
+	memberPort                    int
+	grown                         int // members growing has
 }
 
 func newLoadEnv(b *testing.B, template string) *loadEnv {
-	front, sticky, memberPort := freePort(b), freePort(b), freePort(b)
-	l := startLBWith(b, "services:\n"+service("web", front, memberPort, "")+service("sticky", sticky, memberPort, "    sticky: true\n"), template)
+	front, sticky, static, grow, memberPort := freePort(b), freePort(b), freePort(b), freePort(b), freePort(b)
+	l := startLBWith(b, "services:\n"+service("web", front, memberPort, "    slots: 16\n")+
+		service("sticky", sticky, memberPort, "    sticky: true\n    slots: 16\n")+
+		service("static", static, memberPort, "    balance: static-rr\n")+
+		service("growing", grow, memberPort, ""), template)
 	for i := range 2 {
 		ip := fmt.Sprintf("127.0.0.%d", 31+i)
 		backend(b, "stable", ip+":"+itoa(memberPort))
 		l.must("PUT", "/v1/services/web/members/stable"+itoa(i), map[string]any{"address": ip}, http.StatusOK)
+		l.must("PUT", "/v1/services/growing/members/stable"+itoa(i), map[string]any{"address": ip}, http.StatusOK)
 	}
+	l.must("PUT", "/v1/services/sticky/members/stable", map[string]any{"address": "127.0.0.31"}, http.StatusOK)
 	for k := range loadChurners {
 		backend(b, "churner", fmt.Sprintf("127.0.0.%d:%d", 41+k, memberPort))
 	}
-	backend(b, "sticky", "127.0.0.60:"+itoa(memberPort))
-	l.must("PUT", "/v1/services/sticky/members/keep", map[string]any{"address": "127.0.0.60"}, http.StatusOK)
-	return &loadEnv{l: l, front: fmt.Sprintf("127.0.0.1:%d", front), memberPort: memberPort}
+	backend(b, "static", "127.0.0.60:"+itoa(memberPort))
+	l.must("PUT", "/v1/services/static/members/keep", map[string]any{"address": "127.0.0.60"}, http.StatusOK)
+	return &loadEnv{l: l, front: fmt.Sprintf("127.0.0.1:%d", front), stickyFront: fmt.Sprintf("127.0.0.1:%d", sticky),
+		growFront: fmt.Sprintf("127.0.0.1:%d", grow), memberPort: memberPort}
 }
 
 // churn registers and unregisters churner members of web, each churner one call after the
 // other (waiting for the apply), until loadEvents changes were applied. It returns the
 // latencies of registrations and of unregistrations (which include the drain).
-func (e *loadEnv) churn() (took time.Duration, reg, unreg []time.Duration, err error) {
+func (e *loadEnv) churn(service string) (took time.Duration, reg, unreg []time.Duration, err error) {
 	var left atomic.Int64
 	left.Store(loadEvents)
 	var mu sync.Mutex
@@ -797,7 +808,7 @@ func (e *loadEnv) churn() (took time.Duration, reg, unreg []time.Duration, err e
 					method, body = "DELETE", nil
 				}
 				t0 := time.Now()
-				code, out := e.l.do(e.l.request(method, "/v1/services/web/members/"+name, body))
+				code, out := e.l.do(e.l.request(method, "/v1/services/"+service+"/members/"+name, body))
 				d := time.Since(t0)
 				mu.Lock()
 				if code != http.StatusOK && err == nil {
@@ -811,8 +822,8 @@ func (e *loadEnv) churn() (took time.Duration, reg, unreg []time.Duration, err e
 				mu.Unlock()
 				registered = !registered
 			}
-			if registered { // leave web as it was
-				e.l.do(e.l.request("DELETE", "/v1/services/web/members/"+name, nil))
+			if registered { // leave the service as it was
+				e.l.do(e.l.request("DELETE", "/v1/services/"+service+"/members/"+name, nil))
 			}
 		})
 	}
@@ -822,19 +833,41 @@ func (e *loadEnv) churn() (took time.Duration, reg, unreg []time.Duration, err e
 	return time.Since(start), reg, unreg, err
 }
 
-// reloads toggles a member of the sticky service loadReloads times: each call is a reload.
+// reloads toggles the weight of the static-rr member loadReloads times: each call is a reload.
 func (e *loadEnv) reloads() (time.Duration, error) {
 	start := time.Now()
 	for n := range loadReloads {
-		method, body := "PUT", any(map[string]any{"address": "127.0.0.61"})
-		if n%2 == 1 {
-			method, body = "DELETE", nil
-		}
-		if code, out := e.l.do(e.l.request(method, "/v1/services/sticky/members/toggle", body)); code != http.StatusOK {
-			return time.Since(start), fmt.Errorf("%s toggle: %d %s", method, code, out)
+		weight := 100 - 50*(1-n%2)
+		if code, out := e.l.do(e.l.request("PUT", "/v1/services/static/members/keep", map[string]any{"address": "127.0.0.60", "weight": weight})); code != http.StatusOK {
+			return time.Since(start), fmt.Errorf("weight %d: %d %s", weight, code, out)
 		}
 	}
 	return time.Since(start), nil
+}
+
+// grow registers loadGrowth more members into growing, 10 at a time: its pool of 8 grows by
+// reloads.
+func (e *loadEnv) grow() (time.Duration, error) {
+	start := time.Now()
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	var err error
+	for k := range 10 {
+		wg.Go(func() {
+			for i := k; i < loadGrowth; i += 10 {
+				name := fmt.Sprintf("grow%03d", e.grown+i)
+				code, out := e.l.do(e.l.request("PUT", "/v1/services/growing/members/"+name, map[string]any{"address": fmt.Sprintf("127.0.0.%d", 41+k)}))
+				if code != http.StatusOK {
+					mu.Lock()
+					err = fmt.Errorf("register %s: %d %s", name, code, out)
+					mu.Unlock()
+				}
+			}
+		})
+	}
+	wg.Wait()
+	e.grown += loadGrowth
+	return time.Since(start), err
 }
 
 // run measures the load on web during one kind of change and prints its figures.
@@ -845,18 +878,29 @@ func (e *loadEnv) run(b *testing.B, keepAlive bool, change, prefix string) {
 	}
 	r0 := e.l.reloads()
 	rejected0 := strings.Count(e.l.c.logs.String(), "corrupted global server state file")
-	stop := startLoad(context.Background(), loadOpts{addr: e.front, workers: loadWorkers, keepAlive: keepAlive,
+	addr := map[string]string{"runtime-sticky": e.stickyFront, "growth": e.growFront}[change]
+	if addr == "" {
+		addr = e.front
+	}
+	stop := startLoad(context.Background(), loadOpts{addr: addr, workers: loadWorkers, keepAlive: keepAlive,
 		max: 2_000_000, limit: 3 * time.Minute, srcNet: 30})
 	time.Sleep(200 * time.Millisecond) // the load runs before the first change and after the last
 	var what, detail string
 	var err error
-	if change == "runtime" {
-		took, reg, unreg, cerr := e.churn()
+	switch change {
+	case "runtime", "runtime-sticky":
+		service := map[string]string{"runtime": "web", "runtime-sticky": "sticky"}[change]
+		took, reg, unreg, cerr := e.churn(service)
 		err = cerr
-		what = fmt.Sprintf("%d register/unregister events (runtime path)", loadEvents)
+		what = fmt.Sprintf("%d register/unregister events in %s (%s)", loadEvents, service, map[string]string{"web": "roundrobin", "sticky": "cookie stickiness"}[service])
 		detail = fmt.Sprintf("changes in %s; register p50/p99 %s / %s; unregister (drain included) p50/p99 %s / %s",
 			ms(took), ms(percentile(reg, 0.5)), ms(percentile(reg, 0.99)), ms(percentile(unreg, 0.5)), ms(percentile(unreg, 0.99)))
-	} else {
+	case "growth":
+		took, gerr := e.grow()
+		err = gerr
+		what = fmt.Sprintf("%d registrations that grow a pool of server slots", loadGrowth)
+		detail = "registrations in " + ms(took)
+	default:
 		took, rerr := e.reloads()
 		err = rerr
 		what = fmt.Sprintf("%d reloads", loadReloads)
@@ -878,9 +922,13 @@ func (e *loadEnv) run(b *testing.B, keepAlive bool, change, prefix string) {
 		figure(b, bench, "non-2xx answers", strconv.FormatInt(s.non2xx(), 10), "0", s.non2xx() == 0)
 	}
 	figure(b, bench, "causes; req/s; connections opened; reloads", fmt.Sprintf("%s; %.0f; %d; %d", s.causes(), float64(s.Requests)/s.Elapsed.Seconds(), s.Conns, reloads), "", false)
-	if change == "runtime" {
+	switch change {
+	case "runtime", "runtime-sticky":
+		figure(b, bench, "reloads", strconv.Itoa(reloads), "0", reloads == 0)
 		figure(b, bench, "answers from the churning members; "+detail, fmt.Sprintf("%d", s.Bodies["churner"]), "", false)
-	} else {
+	case "growth":
+		figure(b, bench, "reloads (pool growth); "+detail, strconv.Itoa(reloads), "≥ 1", reloads >= 1)
+	default:
 		figure(b, bench, "reloads whose server-state file haproxy rejected; "+detail, strconv.Itoa(rejected), "0", rejected == 0)
 	}
 }
