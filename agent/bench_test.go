@@ -18,6 +18,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -232,11 +233,15 @@ func (l *lb) haproxy(cmd string) string {
 }
 
 // servers counts the servers of a backend in haproxy (not in the file).
+// servers counts the servers of backend in haproxy that are not in maintenance: the members
+// (free server slots are).
 func (l *lb) servers(backend string) int {
 	n := 0
 	for _, line := range strings.Split(l.haproxy("show servers state "+backend), "\n") {
-		if f := strings.Fields(line); len(f) > 3 && f[1] == backend {
-			n++
+		if f := strings.Fields(line); len(f) > 6 && f[1] == backend {
+			if admin, err := strconv.Atoi(f[6]); err == nil && admin&1 == 0 {
+				n++
+			}
 		}
 	}
 	return n
@@ -453,8 +458,9 @@ func BenchmarkRegisterLatency(b *testing.B) {
 func BenchmarkRegistrationBurst(b *testing.B) {
 	const total, clients = 1000, 50
 	for _, path := range []struct{ name, extra string }{
-		{"runtime", ""},
-		{"reload", "    sticky: true\n"},
+		{"runtime", "    slots: 1024\n"},
+		{"runtime, sticky", "    sticky: true\n    slots: 1024\n"},
+		{"pool grows from 8", ""},
 	} {
 		b.Run(path.name, func(b *testing.B) {
 			port := freePort(b)
@@ -506,11 +512,11 @@ func BenchmarkRegistrationBurst(b *testing.B) {
 				}
 				slices.Sort(appliesBy)
 				slices.Sort(lat)
-				bench := fmt.Sprintf("burst: %d registrations, %d clients, existing service (%s path)", total, clients, path.name)
+				bench := fmt.Sprintf("burst: %d registrations, %d clients, existing service (%s)", total, clients, path.name)
 				figure(b, bench, "wall time (all applied)", ms(wall), "", false)
 				figure(b, bench, "registrations/s", fmt.Sprintf("%.0f", total/wall.Seconds()), "", false)
-				if path.name == "runtime" {
-					figure(b, bench, "reloads", strconv.Itoa(reloads), "≤ 1 (runtime path: 0)", reloads == 0)
+				if strings.HasPrefix(path.name, "runtime") {
+					figure(b, bench, "reloads", strconv.Itoa(reloads), "0 (slots for all)", reloads == 0)
 				} else {
 					figure(b, bench, "reloads", strconv.Itoa(reloads), "", false)
 				}
@@ -587,9 +593,22 @@ type stateFile struct {
 // install, haproxy started), the first apply's own duration from /v1/status, start → every
 // frontend served a 200, clbd's peak RSS, and then one change of each path at that scale.
 func BenchmarkColdStart10k(b *testing.B) {
-	const nServices, perService = 1000, 10
 	requireHaproxyBin(b)
 	for range b.N {
+		rss0, slots0 := coldStart(b, 0)
+		rss1, slots1 := coldStart(b, 18) // more hits the fd limit here (20,000: haproxy wants one per server with checks)
+		perSlot := float64(rss1-rss0) / float64(slots1-slots0)
+		figure(b, "cold start: server slots", fmt.Sprintf("haproxy worker RSS per slot (%d → %d slots: %.0f → %.0f MB)", slots0, slots1, float64(rss0)/(1<<20), float64(rss1)/(1<<20)),
+			fmt.Sprintf("%.1f KB", perSlot/1024), "", false)
+	}
+}
+
+// coldStart starts clbd on 10,000 members in 1,000 services, each with the slots setting
+// given (0: the default pool), prints its figures and returns haproxy's worker peak RSS and
+// the server slots it runs.
+func coldStart(b *testing.B, slotsSetting int) (hapRSS int64, slots int) {
+	const nServices, perService = 1000, 10
+	{
 		base := freeRange(b, nServices)
 		memberPort := freePort(b)
 		var bodies []string
@@ -604,8 +623,11 @@ func BenchmarkColdStart10k(b *testing.B) {
 		for i := range nServices {
 			name := fmt.Sprintf("svc%04d", i)
 			extra := ""
+			if slotsSetting > 0 {
+				extra = fmt.Sprintf("    slots: %d\n", slotsSetting)
+			}
 			if i == 0 {
-				extra = "    sticky: true\n" // reload-only: to time one reload at this scale
+				extra += "    balance: static-rr\n" // a weight change is a reload: to time one at this scale
 			}
 			cfg.WriteString(service(name, base+i, memberPort, extra))
 			var ms []model.Member
@@ -662,10 +684,13 @@ func BenchmarkColdStart10k(b *testing.B) {
 			}
 		}
 		serving := time.Since(start)
-		inHaproxy := 0
+		inHaproxy := 0 // members: servers not in maintenance
 		for _, line := range strings.Split(l.haproxy("show servers state"), "\n") {
-			if f := strings.Fields(line); len(f) > 3 && !strings.HasPrefix(f[0], "#") {
-				inHaproxy++
+			if f := strings.Fields(line); len(f) > 6 && !strings.HasPrefix(f[0], "#") {
+				slots++
+				if admin, err := strconv.Atoi(f[6]); err == nil && admin&1 == 0 {
+					inHaproxy++
+				}
 			}
 		}
 
@@ -675,34 +700,35 @@ func BenchmarkColdStart10k(b *testing.B) {
 		runtimeOne := time.Since(t0)
 		r0 := l.reloads()
 		t0 = time.Now()
-		l.must("PUT", "/v1/services/svc0000/members/extra", map[string]any{"address": "127.0.1.1", "port": memberPort}, http.StatusOK)
+		l.must("PUT", "/v1/services/svc0000/members/extra", map[string]any{"address": "127.0.1.1", "port": memberPort, "weight": 50}, http.StatusOK)
 		reloadOne := time.Since(t0)
 		if l.reloads() != r0+1 {
-			b.Errorf("a registration into sticky svc0000 did not reload (reloads %d → %d)", r0, l.reloads())
+			b.Errorf("a weight-50 registration into static-rr svc0000 did not reload (reloads %d → %d)", r0, l.reloads())
 		}
 		rss, err := vmHWM(c.cmd.Process.Pid)
 		if err != nil {
 			b.Fatal(err)
 		}
-		var hapRSS int64
 		if pid, ok := stat["haproxy_pid"].(float64); ok {
 			for _, w := range children(int(pid)) {
 				hapRSS = max(hapRSS, must64(vmHWM(w)))
 			}
 		}
-		bench := fmt.Sprintf("cold start: %d members in %d services", nServices*perService, nServices)
+		bench := fmt.Sprintf("cold start: %d members in %d services, %d server slots", nServices*perService, nServices, slots)
 		figure(b, bench, "clbd start → /healthz (render, check, install, haproxy up)", ms(healthy), "< 3 s", healthy < 3*time.Second)
 		figure(b, bench, "clbd start → first apply ok in /v1/status", ms(applied), "< 3 s", applied < 3*time.Second)
 		figure(b, bench, "first apply alone (render + haproxy -c + install)", ms(firstApply), "", false)
 		figure(b, bench, fmt.Sprintf("clbd start → all %d frontends served a 200", nServices), ms(serving), "", false)
-		figure(b, bench, "servers in haproxy", strconv.Itoa(inHaproxy), strconv.Itoa(nServices*perService), inHaproxy == nServices*perService)
+		figure(b, bench, "members served by haproxy (slots not in maintenance)", strconv.Itoa(inHaproxy), strconv.Itoa(nServices*perService), inHaproxy == nServices*perService)
 		figure(b, bench, "clbd peak RSS (VmHWM)", fmt.Sprintf("%.0f MB", float64(rss)/(1<<20)), "< 150 MB", rss < 150<<20)
 		figure(b, bench, "haproxy worker peak RSS (VmHWM)", fmt.Sprintf("%.0f MB", float64(hapRSS)/(1<<20)), "", false)
 		figure(b, bench, "one more registration, runtime path: PUT → applied", ms(runtimeOne), "", false)
 		figure(b, bench, "one more registration, reload path: PUT → applied", ms(reloadOne), "", false)
 		b.ReportMetric(float64(healthy.Milliseconds()), "ms-to-healthz")
 		b.ReportMetric(float64(rss)/(1<<20), "MB-peak-rss")
+		c.stop(syscall.SIGTERM)
 	}
+	return hapRSS, slots
 }
 
 func must64(v int64, err error) int64 {
