@@ -369,7 +369,10 @@ func BenchmarkRegisterLatency(b *testing.B) {
 	for _, path := range []struct{ name, global, extra string }{
 		{"runtime", "", ""},
 		{"runtime-quiet0", "apply_quiet: 0s\n", ""},
-		{"reload", "", "    sticky: true\n"},
+		// A static-rr service registered with weight 50: haproxy ignores weights set at
+		// runtime there, so every change is render, haproxy -c, install, reload. (Sticky
+		// services take the runtime path since server slots.)
+		{"reload", "", "    balance: static-rr\n"},
 	} {
 		b.Run(path.name, func(b *testing.B) {
 			front := freePort(b)
@@ -394,7 +397,11 @@ func BenchmarkRegisterLatency(b *testing.B) {
 				for i := range *samples {
 					m := ms2[i%2]
 					name := fmt.Sprintf("s%04d", i)
-					req := l.request("PUT", "/v1/services/svc/members/"+name, map[string]any{"address": m.addr, "port": m.port})
+					body := map[string]any{"address": m.addr, "port": m.port}
+					if path.name == "reload" {
+						body["weight"] = 50
+					}
+					req := l.request("PUT", "/v1/services/svc/members/"+name, body)
 					stop := make(chan struct{})
 					type served struct {
 						at  time.Time
@@ -433,7 +440,7 @@ func BenchmarkRegisterLatency(b *testing.B) {
 			bench := map[string]string{
 				"runtime":        "register → first proxied 200, runtime path (defaults: apply_quiet 20ms)",
 				"runtime-quiet0": "register → first proxied 200, runtime path with apply_quiet: 0s",
-				"reload":         "register → first proxied 200, reload path (sticky service)",
+				"reload":         "register → first proxied 200, reload path (static-rr service, weight 50)",
 			}[path.name]
 			n := len(toServed)
 			switch path.name {
