@@ -604,11 +604,13 @@ func (r *Reconciler) install(ctx context.Context, out []byte, data render.Data, 
 	prev := r.installed
 	r.mu.Unlock()
 	if same {
+		// After a restart of clbd, the file it found: learn its layout for drains and health.
 		if r.installedCfg == nil {
-			// After a restart of clbd, the file it found: learn its layout for drains and
-			// health.
 			p := haproxy.ParseConfig(out)
-			r.installedCfg, r.layout = &p, newLayout(p, data)
+			r.installedCfg = &p
+		}
+		if r.layout.service == nil {
+			r.layout = newLayout(*r.installedCfg, data)
 		}
 		return result{Path: PathUnchanged}
 	}
