@@ -58,33 +58,13 @@ func TestServerSlots(t *testing.T) {
 		t.Errorf("defining a service: %v reloads, want 1", reloads()-base)
 	}
 	wantServed(t, s.front, 20, "b1", "b2")
-	waitFor(t, 15*time.Second, "b1 and b2 reported up after the reload", func() bool {
-		_, out := s.c.call("GET", "/v1/services/web", s.c.password(), nil)
-		ms, _ := out["members"].([]any)
-		up := 0
-		for _, m := range ms {
-			if m.(map[string]any)["health"] == "up" {
-				up++
-			}
-		}
-		return up == 2
-	})
+	waitFor(t, 15*time.Second, "b1 and b2 reported up after the reload", func() bool { return membersUp(s) == 2 })
 
 	// kill -9 of clbd: the next one learns the slots from haproxy.cfg, and with them which
 	// member each server is (health is known again without any change).
 	s.c.stop(syscall.SIGKILL)
 	s.c.start()
-	waitFor(t, 15*time.Second, "b1 and b2 reported up after a restart without a change", func() bool {
-		_, out := s.c.call("GET", "/v1/services/web", s.c.password(), nil)
-		ms, _ := out["members"].([]any)
-		up := 0
-		for _, m := range ms {
-			if m.(map[string]any)["health"] == "up" {
-				up++
-			}
-		}
-		return up == 2
-	})
+	waitFor(t, 15*time.Second, "b1 and b2 reported up after a restart without a change", func() bool { return membersUp(s) == 2 })
 	s.register("b3")
 	if got1, got2 := slotOf(t, s.hapCfg, backend, "b1"), slotOf(t, s.hapCfg, backend, "b2"); got1 != slot1 || got2 != slot2 {
 		t.Errorf("after kill -9 and a registration: slots %q, %q, want %q, %q", got1, got2, slot1, slot2)
@@ -96,4 +76,17 @@ func TestServerSlots(t *testing.T) {
 	if got := string(readFile(t, filepath.Join(s.dir, "haproxy.cfg"))); got == "" {
 		t.Fatal("no haproxy.cfg")
 	}
+}
+
+// membersUp counts the members of web that GET /v1/services/web reports up.
+func membersUp(s *scenario) int {
+	_, out := s.c.call("GET", "/v1/services/web", s.c.password(), nil)
+	ms, _ := out["members"].([]any)
+	up := 0
+	for _, m := range ms {
+		if m.(map[string]any)["health"] == "up" {
+			up++
+		}
+	}
+	return up
 }
