@@ -21,6 +21,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -306,7 +307,7 @@ func (a *Agent) newAPI() *api.Server {
 }
 
 func lastGoodPath(cfg *config.Config) string {
-	return cfg.StateDir + "/" + config.LastGoodName
+	return filepath.Join(cfg.StateDir, config.LastGoodName)
 }
 
 // fallBackToLastGood installs the last-known-good config when the first apply failed and the
