@@ -18,6 +18,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/netip"
 	"os"
 	"slices"
 	"strings"
@@ -150,8 +151,6 @@ type Reconciler struct {
 	// drains in progress and the callers waiting for them.
 	drains  map[string]*haproxy.Drain
 	batches []*drainBatch
-	// unsaved is a config haproxy runs (a runtime apply) not yet written to the output file.
-	unsaved []byte
 	// installedCfg is the installed config, parsed (nil = parse it again).
 	installedCfg *haproxy.ParsedConfig
 	// layout is which service each backend of the installed config belongs to.
@@ -245,7 +244,6 @@ func (r *Reconciler) Run(ctx context.Context) error {
 		}
 		select {
 		case <-ctx.Done():
-			r.save()
 			r.finish(^uint64(0), result{Err: fmt.Errorf("clbd is shutting down: %w", ctx.Err())})
 			r.endDrains(fmt.Errorf("clbd is shutting down: %w", ctx.Err()))
 			return nil
@@ -264,7 +262,6 @@ func (r *Reconciler) Run(ctx context.Context) error {
 			ticket, res = r.applyOnce(ctx, true)
 		}
 		r.finish(ticket, res)
-		r.save()
 		retry = nil
 		if res.Err != nil {
 			backoff = min(max(2*backoff, time.Second), 30*time.Second)
@@ -547,21 +544,18 @@ func (r *Reconciler) apply(ctx context.Context, reload bool) result {
 // Apply runs one apply now, reload allowed: the first apply at start-up, before Run.
 func (r *Reconciler) Apply(ctx context.Context) error {
 	if r.checkLive(ctx) {
-		// haproxy runs what the file does not say (clbd died after a runtime apply, before
-		// writing the file): a reload makes it run the file, then the apply goes on from it.
-		r.log.Warn("haproxy runs servers the installed config does not have; reloading it")
+		// haproxy does not run what the file says: a reload makes it run the file.
+		r.log.Warn("haproxy's servers differ from the installed config; reloading it")
 		r.mu.Lock()
 		r.installed = nil
 		r.mu.Unlock()
 	}
-	err := r.apply(ctx, true).Err
-	r.save()
-	return err
+	return r.apply(ctx, true).Err
 }
 
-// checkLive reports whether haproxy, running with an admin socket, holds a server slot the
-// installed config has free, or at another address: a runtime apply whose file clbd did not
-// write before it died.
+// checkLive reports whether haproxy, running with an admin socket, holds a server slot other
+// than the installed config says (free, or at another address): clbd died between writing the
+// file and the runtime commands, or the admin socket was used by hand.
 func (r *Reconciler) checkLive(ctx context.Context) bool {
 	r.mu.Lock()
 	running := r.running
@@ -589,6 +583,9 @@ func (r *Reconciler) checkLive(ctx context.Context) bool {
 			host := srv.Addr
 			if i := strings.LastIndexByte(host, ':'); i > 0 {
 				host = strings.Trim(host[:i], "[]")
+			}
+			if _, err := netip.ParseAddr(host); err != nil && !free {
+				continue // a host name: haproxy shows what it resolved to
 			}
 			if free && st.Health != haproxy.HealthMaint || !free && st.Address != host {
 				return true
@@ -670,9 +667,13 @@ func (r *Reconciler) installRuntime(ctx context.Context, prev, next haproxy.Pars
 	if err != nil {
 		return result{Err: err}, false
 	}
-	// All commands on one connection. The file is written after the callers are answered
-	// (save): state.json holds the change already, and a clbd killed in between finds haproxy
-	// ahead of the file at start-up and reloads (checkLive).
+	// The file first: if clbd dies between the two, a restart re-applies from the file
+	// (checkLive sees haproxy behind it). Readers of haproxy.cfg see a change once its call
+	// is answered.
+	if err := atomicfile.Write(r.output, out, 0o644); err != nil {
+		return result{Err: err}, false
+	}
+	// All commands on one connection.
 	b := haproxy.NewBatch(rt)
 	drains, err := haproxy.ApplyServers(b, changes, next.Defaults, r.drainTimeout(lay))
 	if err == nil {
@@ -682,14 +683,12 @@ func (r *Reconciler) installRuntime(ctx context.Context, prev, next haproxy.Pars
 		r.rt = nil // reconnect next time, in case the socket went away
 		return result{Err: err}, false
 	}
-	r.record(out, &next, lay)
-	r.unsaved = out
+	r.installedOK(out, &next, lay)
 	return result{Path: PathRuntime, drains: drains}, true
 }
 
 // installReload is the full path: haproxy -c on a temp file, atomic install, reload.
 func (r *Reconciler) installReload(ctx context.Context, out, prev []byte, running bool, next *haproxy.ParsedConfig, lay layout) result {
-	r.save() // prev on disk first: it is what a failure restores
 	tmp, err := atomicfile.WriteTemp(r.output, out, 0o644)
 	if err != nil {
 		return result{Err: err}
@@ -720,42 +719,17 @@ func (r *Reconciler) installReload(ctx context.Context, out, prev []byte, runnin
 	return result{Path: path}
 }
 
-// installedOK records out as the config haproxy runs, installed in the output file, and keeps
-// a last-known-good copy of it.
+// installedOK records out as the config haproxy runs, installed in the output file, with its
+// parsed form and layout, and keeps a last-known-good copy of it.
 func (r *Reconciler) installedOK(out []byte, parsed *haproxy.ParsedConfig, lay layout) {
-	r.record(out, parsed, lay)
-	r.unsaved = nil
-	r.saveLastGood(out)
-}
-
-// record makes out, with its parsed form and layout, the config haproxy runs.
-func (r *Reconciler) record(out []byte, parsed *haproxy.ParsedConfig, lay layout) {
 	r.mu.Lock()
 	r.installed = out
 	r.reloadOnly = parsed.ReloadOnly
 	r.mu.Unlock()
 	r.installedCfg, r.layout = parsed, lay
-}
-
-func (r *Reconciler) saveLastGood(out []byte) {
 	if err := atomicfile.Write(r.lastGood, out, 0o600); err != nil {
 		r.log.Warn("save last-known-good config", "path", r.lastGood, "err", err)
 	}
-}
-
-// save writes the config a runtime apply made haproxy run to the output file and the
-// last-known-good copy, once its callers are answered. A failure is logged and retried at
-// the next save; haproxy runs the config either way.
-func (r *Reconciler) save() {
-	if r.unsaved == nil {
-		return
-	}
-	if err := atomicfile.Write(r.output, r.unsaved, 0o644); err != nil {
-		r.log.Error("write haproxy config (haproxy runs it already)", "path", r.output, "err", err)
-		return
-	}
-	r.saveLastGood(r.unsaved)
-	r.unsaved = nil
 }
 
 // saveServerState dumps the servers' state for the next worker; without it, a reload would
