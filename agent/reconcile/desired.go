@@ -26,8 +26,7 @@ import (
 // (clbd render).
 func Desired(c *config.Config, snap store.Snapshot, slots *Slots, d render.Data) render.Data {
 	if slots == nil {
-		slots = NewSlots()
-		slots.Assign(c, snap, func(string, string) bool { return false })
+		slots = PlanSlots(nil, c, snap)
 	}
 	for _, name := range slices.Sorted(maps.Keys(c.Services)) {
 		svc := c.Services[name]

@@ -469,10 +469,7 @@ func (r *Reconciler) busySlot(service, slot string) bool {
 	if r.installedCfg == nil {
 		return false
 	}
-	for backend, svc := range r.layout.service {
-		if svc != service {
-			continue
-		}
+	for _, backend := range r.layout.order[service] {
 		if srv, ok := r.installedCfg.Servers[backend][slot]; ok && !slices.Contains(srv.Args, "disabled") {
 			return true
 		}
@@ -656,7 +653,7 @@ func (r *Reconciler) installRuntime(ctx context.Context, prev, next haproxy.Pars
 		if slotted && c.Old == nil {
 			return result{}, false // the pool grew: new static servers take a reload
 		}
-		if slotted && next.Balance[c.Backend] == "static-rr" && c.Old != nil && c.New != nil && weightOf(*c.Old) != weightOf(*c.New) {
+		if slotted && next.Balance[c.Backend] == "static-rr" && c.Old != nil && c.New != nil && c.Old.Weight() != c.New.Weight() {
 			return result{}, false // static-rr ignores weights set at runtime
 		}
 		if c.New != nil && r.drains[c.Backend+"/"+c.New.Name] != nil {
@@ -783,13 +780,4 @@ func (r *Reconciler) runtime(ctx context.Context) (haproxy.RuntimeClient, error)
 	}
 	r.rt = rt
 	return rt, nil
-}
-
-func weightOf(s haproxy.Server) string {
-	for i := 0; i+1 < len(s.Args); i++ {
-		if s.Args[i] == "weight" {
-			return s.Args[i+1]
-		}
-	}
-	return ""
 }

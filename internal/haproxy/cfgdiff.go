@@ -119,6 +119,12 @@ func (c ServerChange) WeightOnly() (string, bool) {
 	return nw, nw != "" && ow != nw && slices.Equal(oa, na)
 }
 
+// Weight is the server's `weight` argument, "" when it has none.
+func (s Server) Weight() string {
+	w, _ := splitWeight(s.Args)
+	return w
+}
+
 func splitWeight(args []string) (weight string, rest []string) {
 	for i := 0; i < len(args); i++ {
 		if args[i] == "weight" && i+1 < len(args) {
