@@ -719,9 +719,15 @@ func (r *Reconciler) installReload(ctx context.Context, out, prev []byte, runnin
 // installedOK records out as the config haproxy runs, installed in the output file, with its
 // parsed form and layout, and keeps a last-known-good copy of it.
 func (r *Reconciler) installedOK(out []byte, parsed *haproxy.ParsedConfig, lay layout) {
+	reloadOnly := map[string]string{} // server slots change at runtime whatever the backend
+	for backend, why := range parsed.ReloadOnly {
+		if !lay.slotted[backend] {
+			reloadOnly[backend] = why
+		}
+	}
 	r.mu.Lock()
 	r.installed = out
-	r.reloadOnly = parsed.ReloadOnly
+	r.reloadOnly = reloadOnly
 	r.mu.Unlock()
 	r.installedCfg, r.layout = parsed, lay
 	if err := atomicfile.Write(r.lastGood, out, 0o600); err != nil {
