@@ -382,3 +382,4 @@ type agentStatus struct{ a *Agent }
 
 func (s agentStatus) Status() any                          { return s.a.status() }
 func (s agentStatus) Health() map[string]map[string]string { return s.a.rec.Health() }
+func (s agentStatus) Draining() map[string][]string        { return s.a.rec.Draining() }

@@ -99,7 +99,7 @@ func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
 	if a.store == nil || a.rec == nil {
 		return
 	}
-	for _, v := range api.Views(a.config(), a.store.Snapshot(), a.rec.Health()) {
+	for _, v := range api.Views(api.ViewInput{Config: a.config(), Snapshot: a.store.Snapshot(), Health: a.rec.Health()}) {
 		ch <- prometheus.MustNewConstMetric(membersDesc, prometheus.GaugeValue, float64(len(v.Members)), v.Name)
 		counts := map[string]int{}
 		for _, m := range v.Members {

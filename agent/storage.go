@@ -25,6 +25,8 @@ type memberStore interface {
 	Get(service, name string) (model.Member, bool)
 	// Snapshot is the membership with its generation (the etcd revision for etcd).
 	Snapshot() store.Snapshot
+	// Leases are the leased members by service (etcd: without Expires).
+	Leases() map[string]map[string]store.Lease
 	Expire(now time.Time) ([]store.Expired, error)
 	// Changes receives a value when someone else changed the membership (another node, an
 	// etcd lease that expired); nil for a store only this clbd writes.

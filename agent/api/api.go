@@ -495,39 +495,90 @@ type ServiceView struct {
 	Listeners []config.Listener `json:"listeners"`
 	Balance   string            `json:"balance"`
 	Sticky    bool              `json:"sticky"`
-	Members   []MemberView      `json:"members"`
+	// Zones are the zones of the service's members and the disabled ones, sorted, with
+	// whether each takes traffic.
+	Zones   []ZoneView   `json:"zones"`
+	Members []MemberView `json:"members"`
+	// Draining are the members that left and whose connections haproxy still drains.
+	Draining []string `json:"draining"`
+}
+
+// ZoneView is a zone of a service.
+type ZoneView struct {
+	Name    string `json:"name"`
+	Enabled bool   `json:"enabled"`
+	Members int    `json:"members"`
 }
 
 // MemberView is a member with its health as haproxy last reported it ("unknown" without a
-// runtime API, or before the first report).
+// runtime API, or before the first report) and its lease, if it has one.
 type MemberView struct {
 	model.Member
 	Health string `json:"health"`
+	// LeaseTTL is the lease's length for a leased member ("" for a permanent one);
+	// LeaseExpires when it ends, where the store knows (not on etcd, which expires leases
+	// itself).
+	LeaseTTL     string     `json:"lease_ttl,omitempty"`
+	LeaseExpires *time.Time `json:"lease_expires,omitempty"`
 }
 
 // HealthUnknown is the health of a member haproxy has not reported on.
 const HealthUnknown = "unknown"
 
-// Views lists the services of cfg with their members and health, sorted by name.
-func Views(cfg *config.Config, snap store.Snapshot, health map[string]map[string]string) []ServiceView {
+// ViewInput is what Views shows: the running config, the membership and what haproxy and
+// the reconciler report.
+type ViewInput struct {
+	Config   *config.Config
+	Snapshot store.Snapshot
+	Leases   map[string]map[string]store.Lease
+	Health   map[string]map[string]string
+	Draining map[string][]string
+}
+
+// Views lists the services of the config with their zones, members, health and leases, sorted
+// by name.
+func Views(in ViewInput) []ServiceView {
 	var out []ServiceView
+	cfg := in.Config
 	for _, name := range slices.Sorted(maps.Keys(cfg.Services)) {
 		svc := cfg.Services[name]
 		members := []MemberView{}
-		for _, m := range snap.Members[name] {
-			st := health[name][m.Name]
+		zones := map[string]int{}
+		for _, m := range in.Snapshot.Members[name] {
+			st := in.Health[name][m.Name]
 			if st == "" {
 				st = HealthUnknown
 			}
-			members = append(members, MemberView{Member: m, Health: st})
+			v := MemberView{Member: m, Health: st}
+			if l, ok := in.Leases[name][m.Name]; ok {
+				v.LeaseTTL = l.TTL.String()
+				if !l.Expires.IsZero() {
+					exp := l.Expires.UTC()
+					v.LeaseExpires = &exp
+				}
+			}
+			members = append(members, v)
+			if m.Zone != "" {
+				zones[m.Zone]++
+			}
 		}
-		out = append(out, ServiceView{Name: name, Listeners: svc.Listeners, Balance: svc.Balance, Sticky: svc.Sticky, Members: members})
+		for _, z := range cfg.DisabledZones[name] {
+			zones[z] += 0
+		}
+		zv := []ZoneView{}
+		for _, z := range slices.Sorted(maps.Keys(zones)) {
+			zv = append(zv, ZoneView{Name: z, Enabled: !slices.Contains(cfg.DisabledZones[name], z), Members: zones[z]})
+		}
+		draining := append([]string{}, in.Draining[name]...)
+		out = append(out, ServiceView{Name: name, Listeners: svc.Listeners, Balance: svc.Balance, Sticky: svc.Sticky,
+			Zones: zv, Members: members, Draining: draining})
 	}
 	return out
 }
 
 func (h *Server) views() []ServiceView {
-	return Views(h.d.Config(), h.d.Members.Snapshot(), h.d.Status.Health())
+	return Views(ViewInput{Config: h.d.Config(), Snapshot: h.d.Members.Snapshot(), Leases: h.d.Members.Leases(),
+		Health: h.d.Status.Health(), Draining: h.d.Status.Draining()})
 }
 
 func (h *Server) listServices(r *http.Request, _ []byte) (int, any, error) {

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -25,6 +26,7 @@ import (
 // fakeMembers is a membership whose writes fail with err when it is set.
 type fakeMembers struct {
 	members map[string][]model.Member
+	leases  map[string]map[string]store.Lease
 	err     error
 }
 
@@ -36,10 +38,21 @@ func (f *fakeMembers) Put(service string, m model.Member) (bool, error) {
 	return true, nil
 }
 
-func (f *fakeMembers) PutLease(service string, m model.Member, _ time.Duration, _ time.Time) (bool, time.Time, error) {
+func (f *fakeMembers) PutLease(service string, m model.Member, ttl time.Duration, now time.Time) (bool, time.Time, error) {
 	changed, err := f.Put(service, m)
-	return changed, time.Time{}, err
+	if err == nil {
+		if f.leases == nil {
+			f.leases = map[string]map[string]store.Lease{}
+		}
+		if f.leases[service] == nil {
+			f.leases[service] = map[string]store.Lease{}
+		}
+		f.leases[service][m.Name] = store.Lease{TTL: ttl, Expires: now.Add(ttl)}
+	}
+	return changed, now.Add(ttl), err
 }
+
+func (f *fakeMembers) Leases() map[string]map[string]store.Lease { return f.leases }
 
 func (f *fakeMembers) Delete(service, name string) (model.Member, error) {
 	if f.err != nil {
@@ -92,6 +105,7 @@ func (fakeStatus) Status() any { return map[string]int{"pending_changes": 0} }
 func (fakeStatus) Health() map[string]map[string]string {
 	return map[string]map[string]string{"web": {"m1": "up"}}
 }
+func (fakeStatus) Draining() map[string][]string { return map[string][]string{"web": {"old"}} }
 
 var testKey = auth.DeriveKey([]byte("pw"))
 
@@ -204,5 +218,45 @@ func TestUnregisterByAddressAll(t *testing.T) {
 	w, _ = call(t, newTestServer(t, &fakeMembers{members: map[string][]model.Member{"web": {{Name: "m1", Address: "127.0.0.1", Port: 1, Weight: 1}}}}, a, fakeDefs{}), "default", "GET", "/v1/services/web", "")
 	if !bytes.Contains(w.Body.Bytes(), []byte(`"health": "up"`)) {
 		t.Errorf("GET service = %s, want m1 up", w.Body)
+	}
+}
+
+// TestViews: zones come from the members and the disabled list, leases and drains are shown.
+func TestViews(t *testing.T) {
+	cfg := config.Defaults()
+	cfg.Services = map[string]config.Service{"web": {Listeners: []config.Listener{{Port: 80, MemberPort: 8080}}}}
+	cfg.DisabledZones = map[string][]string{"web": {"b", "c"}}
+	exp := time.Date(2026, 12, 2, 1, 0, 0, 0, time.UTC)
+	in := ViewInput{
+		Config: &cfg,
+		Snapshot: store.Snapshot{Members: map[string][]model.Member{"web": {
+			{Name: "m1", Address: "10.0.0.1", Port: 8000, Weight: 100, Zone: "a"},
+			{Name: "m2", Address: "10.0.0.2", Port: 8000, Weight: 100, Zone: "b"},
+			{Name: "m3", Address: "10.0.0.3", Port: 8000, Weight: 100},
+		}}},
+		Leases:   map[string]map[string]store.Lease{"web": {"m2": {TTL: 30 * time.Second, Expires: exp}, "m3": {TTL: time.Minute}}},
+		Health:   map[string]map[string]string{"web": {"m1": "up", "m2": "down"}},
+		Draining: map[string][]string{"web": {"m0"}},
+	}
+	views := Views(in)
+	if len(views) != 1 || views[0].Name != "web" {
+		t.Fatalf("views = %+v", views)
+	}
+	v := views[0]
+	wantZones := []ZoneView{{Name: "a", Enabled: true, Members: 1}, {Name: "b", Enabled: false, Members: 1}, {Name: "c", Enabled: false, Members: 0}}
+	if !slices.Equal(v.Zones, wantZones) {
+		t.Errorf("zones = %+v, want %+v", v.Zones, wantZones)
+	}
+	if got := []string{v.Members[0].Health, v.Members[1].Health, v.Members[2].Health}; !slices.Equal(got, []string{"up", "down", HealthUnknown}) {
+		t.Errorf("health = %v", got)
+	}
+	if v.Members[0].LeaseTTL != "" || v.Members[1].LeaseTTL != "30s" || v.Members[1].LeaseExpires == nil || !v.Members[1].LeaseExpires.Equal(exp) {
+		t.Errorf("leases: %+v %+v", v.Members[0], v.Members[1])
+	}
+	if v.Members[2].LeaseTTL != "1m0s" || v.Members[2].LeaseExpires != nil {
+		t.Errorf("etcd-style lease without expiry: %+v", v.Members[2])
+	}
+	if !slices.Equal(v.Draining, []string{"m0"}) {
+		t.Errorf("draining = %v", v.Draining)
 	}
 }

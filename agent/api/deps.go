@@ -21,6 +21,9 @@ type Members interface {
 	PutLease(service string, m model.Member, ttl time.Duration, now time.Time) (changed bool, expires time.Time, err error)
 	Delete(service, name string) (model.Member, error)
 	Snapshot() store.Snapshot
+	// Leases are the leased members by service (Expires is zero where the store does not
+	// know it: etcd expires leases itself).
+	Leases() map[string]map[string]store.Lease
 }
 
 // Applier applies what is stored to haproxy. Each call asks for an apply that covers every
@@ -48,6 +51,9 @@ type Status interface {
 	// Health is each member's health by service and member name, as haproxy last reported
 	// it (nil: not known).
 	Health() map[string]map[string]string
+	// Draining lists, by service, the members that left and whose servers haproxy still
+	// drains.
+	Draining() map[string][]string
 }
 
 // Deps are what the API needs.

@@ -172,6 +172,7 @@ type Reconciler struct {
 	running    bool // haproxy is up and can be reloaded
 	reloadOnly map[string]string
 	draining   int
+	drainingBy map[string][]string          // service → members draining (setDraining)
 	health     map[string]map[string]string // by service, then member
 }
 
@@ -396,9 +397,27 @@ func (r *Reconciler) endDrains(err error) {
 }
 
 func (r *Reconciler) setDraining() {
+	by := map[string][]string{}
+	for _, d := range r.drains {
+		svc := r.layout.service[d.Backend]
+		if svc != "" && d.Member != "" && !slices.Contains(by[svc], d.Member) {
+			by[svc] = append(by[svc], d.Member)
+		}
+	}
+	for _, ms := range by {
+		slices.Sort(ms)
+	}
 	r.mu.Lock()
 	r.draining = len(r.drains)
+	r.drainingBy = by
 	r.mu.Unlock()
+}
+
+// Draining lists, by service, the members that left and whose servers are still draining.
+func (r *Reconciler) Draining() map[string][]string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.drainingBy
 }
 
 // Status is the reconciler's part of /v1/status.
