@@ -334,10 +334,12 @@ func (a *Agent) fallBackToLastGood() error {
 
 // Status is what GET /v1/status answers.
 type Status struct {
-	LastApply      reconcile.ApplyStatus `json:"last_apply"`
-	PendingChanges int                   `json:"pending_changes"`
-	Reloads        uint64                `json:"reloads"`
-	ApplyFailures  uint64                `json:"apply_failures"`
+	LastApply reconcile.ApplyStatus `json:"last_apply"`
+	// RecentApplies are the last applies that changed haproxy or failed, newest first.
+	RecentApplies  []reconcile.ApplyStatus `json:"recent_applies"`
+	PendingChanges int                     `json:"pending_changes"`
+	Reloads        uint64                  `json:"reloads"`
+	ApplyFailures  uint64                  `json:"apply_failures"`
 	// HaproxyRestarts counts managed haproxy masters started again after one died.
 	HaproxyRestarts uint64 `json:"haproxy_restarts"`
 	HaproxyVersion  string `json:"haproxy_version"`
@@ -364,7 +366,7 @@ func (a *Agent) status() Status {
 	rs := a.rec.Status()
 	cfg := a.config()
 	s := Status{
-		LastApply: rs.LastApply, PendingChanges: rs.Pending, Reloads: rs.Reloads, ApplyFailures: rs.Failures,
+		LastApply: rs.LastApply, RecentApplies: rs.Recent, PendingChanges: rs.Pending, Reloads: rs.Reloads, ApplyFailures: rs.Failures,
 		HaproxyVersion: a.version, Mode: "external", Output: cfg.Output, Version: Version,
 		Uptime: time.Since(a.started).Round(time.Second).String(), Template: templateSource(cfg.Templates),
 		ReloadOnly: rs.ReloadOnly, Draining: rs.Draining, RuntimeFallbacks: rs.RuntimeFallbacks,

@@ -202,6 +202,14 @@ func TestAPIRegisterDefaults(t *testing.T) {
 	if !strings.Contains(string(cfg), " 127.0.0.1:8000 weight 7 # 127.0.0.1:8000") {
 		t.Errorf("registered member not in haproxy.cfg:\n%s", cfg)
 	}
+	st, out = doCase(t, base, apiCase{method: "GET", path: "/v1/status", sign: true})
+	recent, _ := out["recent_applies"].([]any)
+	if st != http.StatusOK || len(recent) == 0 {
+		t.Fatalf("GET /v1/status = %d, recent_applies %v", st, out["recent_applies"])
+	}
+	if last := recent[0].(map[string]any); last["result"] != "ok" || last["path"] == "" || last["generation"] != out["last_apply"].(map[string]any)["generation"] {
+		t.Errorf("newest recent apply = %v, last_apply = %v", last, out["last_apply"])
+	}
 	st, out = doCase(t, base, apiCase{method: "DELETE", path: "/v1/services/web/members", sign: true})
 	if st != http.StatusOK {
 		t.Fatalf("DELETE self = %d %v", st, out)

@@ -103,6 +103,9 @@ type result struct {
 }
 
 // ApplyStatus is the last apply, as /v1/status shows it.
+// RecentApplies is how many applies Status keeps (those that changed haproxy or failed).
+const RecentApplies = 20
+
 type ApplyStatus struct {
 	Result     string    `json:"result"`
 	Error      string    `json:"error,omitempty"`
@@ -174,6 +177,7 @@ type Reconciler struct {
 	draining   int
 	drainingBy map[string][]string          // service → members draining (setDraining)
 	health     map[string]map[string]string // by service, then member
+	recent     []ApplyStatus                // the last RecentApplies applies that changed something or failed, oldest first
 }
 
 // New builds a reconciler; nothing runs until Run (or Apply, for the first apply).
@@ -423,6 +427,8 @@ func (r *Reconciler) Draining() map[string][]string {
 // Status is the reconciler's part of /v1/status.
 type Status struct {
 	LastApply ApplyStatus
+	// Recent are the last applies that changed haproxy or failed, newest first.
+	Recent []ApplyStatus
 	// Pending counts the changes asked for (Trigger) since the last successful apply: stored,
 	// not yet running in haproxy.
 	Pending  int
@@ -442,8 +448,10 @@ type Status struct {
 func (r *Reconciler) Status() Status {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	recent := slices.Clone(r.recent)
+	slices.Reverse(recent)
 	return Status{
-		LastApply: r.status, Pending: int(r.requested - r.applied), Reloads: r.reloads, Failures: r.failures,
+		LastApply: r.status, Recent: recent, Pending: int(r.requested - r.applied), Reloads: r.reloads, Failures: r.failures,
 		ReloadOnly: r.reloadOnly, Draining: r.draining, RuntimeFallbacks: r.fallbacks,
 		LastRuntimeError: r.runtimeErr, AdminSocket: r.admin,
 	}
@@ -545,6 +553,12 @@ func (r *Reconciler) apply(ctx context.Context, reload bool) result {
 	}
 	st.Checksum = checksum(r.installed)
 	r.status = st
+	if res.Path != PathUnchanged || res.Err != nil {
+		r.recent = append(r.recent, st)
+		if len(r.recent) > RecentApplies {
+			r.recent = slices.Delete(r.recent, 0, len(r.recent)-RecentApplies)
+		}
+	}
 	r.mu.Unlock()
 	if r.metrics != nil {
 		r.metrics.ObserveApply(res.Path, res.Err, time.Since(start))
