@@ -75,7 +75,7 @@ func TestParseStat(t *testing.T) {
 			want: map[string]BackendStat{"be": {Backend: Stat{Proxy: "be", Server: "BACKEND", Status: "UP", Scur: 3, Stot: 7},
 				Servers: map[string]Stat{"s1": {Proxy: "be", Server: "s1", Status: "UP", Scur: 3, Stot: 7}}}}},
 		{name: "quoted cell with a comma",
-			in: hdr + `be,s1,2,DOWN,0,5,5,2,"Layer7 wrong status, code 500",` + "\n",
+			in:   hdr + `be,s1,2,DOWN,0,5,5,2,"Layer7 wrong status, code 500",` + "\n",
 			want: map[string]BackendStat{"be": {Servers: map[string]Stat{"s1": {Proxy: "be", Server: "s1", Status: "DOWN", ReqTot: 5, Stot: 5, Rtime: 2, HTTP: true}}}}},
 		{name: "frontends and listeners left out",
 			in:   hdr + "fe,FRONTEND,0,OPEN,1,9,9,,,\nfe,sock-1,3,OPEN,0,,,,,\n",
