@@ -162,13 +162,64 @@ func ParseStat(out string) (map[string]BackendStat, error) {
 	return out2, nil
 }
 
-// ShowStat runs `show stat` on the admin socket and parses it.
-func ShowStat(rt RuntimeClient) (map[string]BackendStat, error) {
-	out, err := rt.ExecuteRaw("show stat")
+// StatSample is one `show info;show stat` answer: which worker gave it and its rows.
+type StatSample struct {
+	// Pid is the worker's process id: a new one (a reload, a restart) starts every counter
+	// again at zero.
+	Pid int
+	// Stopping: the answer came from an old worker finishing its requests after a reload;
+	// its counters are not the running worker's.
+	Stopping bool
+	Backends map[string]BackendStat
+}
+
+// ShowStat samples haproxy's counters: `show info;show stat` on one connection, so that the
+// process id and the counters come from the same worker.
+func ShowStat(rt RuntimeClient) (StatSample, error) {
+	out, err := rt.ExecuteRaw("show info;show stat")
 	if err != nil {
-		return nil, fmt.Errorf("show stat: %w", err)
+		return StatSample{}, fmt.Errorf("show stat: %w", err)
 	}
-	return ParseStat(strings.Join(out, ""))
+	return ParseInfoStat(strings.Join(out, ""))
+}
+
+// ParseInfoStat reads the answer to `show info;show stat`: the info's "Key: value" lines up to
+// the CSV header, then the CSV (ParseStat). An answer without a Pid is an error.
+func ParseInfoStat(out string) (StatSample, error) {
+	info, csvPart := out, ""
+	if i := strings.Index(out, "\n# "); i >= 0 {
+		info, csvPart = out[:i], out[i+1:]
+	} else if strings.HasPrefix(out, "# ") {
+		info, csvPart = "", out
+	}
+	var s StatSample
+	pid := false
+	for _, line := range strings.Split(info, "\n") {
+		k, v, ok := strings.Cut(line, ":")
+		if !ok {
+			continue
+		}
+		v = strings.TrimSpace(v)
+		switch k {
+		case "Pid":
+			n, err := strconv.Atoi(v)
+			if err != nil {
+				return StatSample{}, fmt.Errorf("show info: Pid %q: %w", v, err)
+			}
+			s.Pid, pid = n, true
+		case "Stopping":
+			s.Stopping = v == "1"
+		}
+	}
+	if !pid {
+		return StatSample{}, fmt.Errorf("show info: no Pid in %q", trimOut(strings.TrimSpace(info)))
+	}
+	b, err := ParseStat(csvPart)
+	if err != nil {
+		return StatSample{}, err
+	}
+	s.Backends = b
+	return s, nil
 }
 
 func uintEmpty(v string) (uint64, error) {
