@@ -300,3 +300,31 @@ func checkDashboard(t *testing.T, c *clbd) {
 		}
 	}
 }
+
+// TestHaproxyExporter: with haproxy_metrics_listen, haproxy serves its built-in Prometheus
+// exporter there (Debian's build has it), labelling servers by slot; other paths answer 404.
+func TestHaproxyExporter(t *testing.T) {
+	port := freePort(t)
+	s := newScenarioWith(t, true, statsHealth+fmt.Sprintf("haproxy_metrics_listen: \":%d\"\n", port))
+	s.register("b1")
+	spread(t, s.front, 5)
+	slot := slotOf(t, s.hapCfg, "web_"+itoa(freePortOf(s.front)), "b1")
+	resp, err := noKeepAlive.Get(fmt.Sprintf("http://127.0.0.1:%d/metrics", port))
+	if err != nil {
+		t.Fatalf("haproxy's exporter on 127.0.0.1:%d: %v", port, err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	want := fmt.Sprintf(`haproxy_server_http_responses_total{proxy="web_%d",server="%s",code="2xx"} 5`, freePortOf(s.front), slot)
+	if resp.StatusCode != http.StatusOK || !strings.Contains(string(body), want) {
+		t.Errorf("GET /metrics = %d, want a line %q in:\n%.2000s", resp.StatusCode, want, body)
+	}
+	resp, err = noKeepAlive.Get(fmt.Sprintf("http://127.0.0.1:%d/other", port))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusNotFound {
+		t.Errorf("GET /other = %d, want 404", resp.StatusCode)
+	}
+}
