@@ -1,6 +1,7 @@
 package haproxy
 
 import (
+	"fmt"
 	"os"
 	"reflect"
 	"strings"
@@ -147,5 +148,41 @@ func TestParseInfoStat(t *testing.T) {
 				t.Errorf("got %+v, %v; want pid %d stopping %v and be/s1", got, err, tc.pid, tc.stopping)
 			}
 		})
+	}
+}
+
+// BenchmarkParseStat: one sample of 10,000 servers in 1,000 backends (the captured rows of
+// haproxy 2.6.12, repeated), which clbd parses every health poll.
+func BenchmarkParseStat(b *testing.B) {
+	data, err := os.ReadFile("testdata/show-stat-2.6.12.csv")
+	if err != nil {
+		b.Fatal(err)
+	}
+	lines := strings.Split(string(data), "\n")
+	var srv, be string
+	for _, l := range lines {
+		switch {
+		case strings.HasPrefix(l, "web_18080,s1,"):
+			srv = strings.TrimPrefix(l, "web_18080,s1,")
+		case strings.HasPrefix(l, "web_18080,BACKEND,"):
+			be = strings.TrimPrefix(l, "web_18080,BACKEND,")
+		}
+	}
+	var sb strings.Builder
+	sb.WriteString(lines[0] + "\n")
+	for i := range 1000 {
+		for j := range 10 {
+			fmt.Fprintf(&sb, "be%d,s%d,%s\n", i, j+1, srv)
+		}
+		fmt.Fprintf(&sb, "be%d,BACKEND,%s\n", i, be)
+	}
+	out := sb.String()
+	b.SetBytes(int64(len(out)))
+	b.ResetTimer()
+	for b.Loop() {
+		got, err := ParseStat(out)
+		if err != nil || len(got) != 1000 {
+			b.Fatalf("%d backends, %v", len(got), err)
+		}
 	}
 }
