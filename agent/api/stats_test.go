@@ -15,7 +15,7 @@ import (
 )
 
 // statsServer serves services web and api, with a history of two samples of web's member m1
-// (5 then 25 requests, 2 s apart) and m0, a member haproxy still serves that is no longer
+// (5 then 25 requests, 2 s apart) and m0, a member the history still has that is no longer
 // registered; m2 is registered without samples. Key "webonly" may see service web only.
 func statsServer(t *testing.T) (*Server, time.Time) {
 	t.Helper()
@@ -78,7 +78,7 @@ func TestStatsEndpoint(t *testing.T) {
 		names = append(names, m.Name)
 	}
 	if strings.Join(names, ",") != "m0,m1,m2" {
-		t.Errorf("web's members = %v, want m0 (still in haproxy), m1, m2 (registered, no samples) by name", names)
+		t.Errorf("web's members = %v, want m0 (in the history), m1, m2 (registered, no samples) by name", names)
 	}
 	m1 := web.Members[1].Samples
 	want := []stats.Sample{
