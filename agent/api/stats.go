@@ -40,8 +40,8 @@ var statsParams = []string{"service", "since"}
 
 // getStats answers GET /v1/stats: every service the key may see (or the one of ?service=),
 // each with its latest totals and its members' samples (after ?since=RFC3339). Members are
-// the registered ones and those the history still has (one just removed, until the next
-// sample), sorted by name; a member without samples yet has an empty list. An unknown query parameter is refused (400), so that
+// the registered ones and those the history still has (draining after their unregistration),
+// sorted by name; a member without samples yet has an empty list. An unknown query parameter is refused (400), so that
 // a typo (?servce=web) does not silently answer every service.
 func (h *Server) getStats(r *http.Request, _ []byte) (int, any, error) {
 	q := r.URL.Query()

@@ -52,13 +52,19 @@ func (r *Reconciler) pollHealth(ctx context.Context) {
 	if sample.Stopping {
 		return // an old worker answered, just after a reload: not the counters that run
 	}
-	r.stats.Add(statsInput(time.Now(), uint64(sample.Pid), sample.Backends, r.layout))
+	draining := map[string]string{}
+	for key, d := range r.drains {
+		draining[key] = d.Member
+	}
+	r.stats.Add(statsInput(time.Now(), uint64(sample.Pid), sample.Backends, r.layout, draining))
 }
 
 // statsInput maps one `show stat` to services and members with the installed layout: each
 // service's backends, and each of their servers with the member it holds ("" for a free
 // slot). epoch is the worker's pid: a new worker (a reload) starts haproxy's counters again.
-func statsInput(now time.Time, epoch uint64, table map[string]haproxy.BackendStat, lay layout) stats.Input {
+// draining is the member each draining server ("backend/server") still serves: the layout
+// shows its slot free already, but its last requests are still the member's.
+func statsInput(now time.Time, epoch uint64, table map[string]haproxy.BackendStat, lay layout, draining map[string]string) stats.Input {
 	in := stats.Input{Time: now, Epoch: epoch, Services: map[string]stats.ServiceInput{}}
 	for svc, backends := range lay.order {
 		var si stats.ServiceInput
@@ -74,6 +80,9 @@ func statsInput(now time.Time, epoch uint64, table map[string]haproxy.BackendSta
 				member := name
 				if lay.slotted[b] {
 					member = lay.member[b][name]
+				}
+				if m, ok := draining[b+"/"+name]; ok && member == "" {
+					member = m
 				}
 				si.Servers = append(si.Servers, stats.Source{Key: b + "/" + name, Member: member, Reading: reading(bs.Servers[name])})
 			}
