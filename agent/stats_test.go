@@ -80,15 +80,19 @@ func memberRequests(out map[string]any, svc string) map[string]float64 {
 }
 
 // TestTrafficStats: requests through a real haproxy to real backends show up in /v1/stats
-// and /metrics under the members' names, counted exactly; a dead member shows connection
-// errors and goes down; a reload (which starts haproxy's counters again) loses nothing; a
+// and /metrics under the members' names, counted exactly (HTTP requests; sessions for a TCP
+// service); a dead member shows redispatches and goes down; a reload (which starts haproxy's counters again) loses nothing; a
 // register key sees its services only; bad queries are refused.
 func TestTrafficStats(t *testing.T) {
-	apiPort := freePort(t)
-	s := newScenarioWith(t, true, statsHealth)
+	apiPort, rawPort := freePort(t), freePort(t)
+	// raw: a TCP service in front of the same backends, where a request is a session.
+	raw := fmt.Sprintf("  raw:\n    listeners:\n      - port: %d\n        address: 127.0.0.1\n        protocol: tcp\n", rawPort)
+	s := newScenarioWith(t, true, statsHealth+raw)
 	pw := s.c.password()
 	s.register("b1")
 	s.register("b2")
+	mustRun(t, "clb_register", "--server", "http://"+s.c.api, "--password-file", s.pwFile, "--service", "raw",
+		"--name", "r1", "--address", "127.0.0.1", "--port", itoa(s.ports["b1"]))
 	// Both members have a first sample (haproxy counted nothing yet).
 	waitFor(t, 10*time.Second, "a first sample of b1 and b2", func() bool {
 		_, out := statsOf(t, s.c, "default", pw, "?service=web")
@@ -119,6 +123,15 @@ func TestTrafficStats(t *testing.T) {
 	if out["interval_seconds"] != 2.0 || out["window_seconds"] != 600.0 {
 		t.Errorf("interval %v, window %v; want 2 and 600", out["interval_seconds"], out["window_seconds"])
 	}
+	// TCP: every connection is one session of r1.
+	rawURL := fmt.Sprintf("http://127.0.0.1:%d/", rawPort)
+	if got := spread(t, rawURL, 7); got["b1"] != 7 {
+		t.Fatalf("7 requests through raw were served %v, want all by b1", got)
+	}
+	waitFor(t, 10*time.Second, "r1 counting 7 sessions", func() bool {
+		_, out := statsOf(t, s.c, "default", pw, "?service=raw")
+		return memberRequests(out, "raw")["r1"] == 7
+	})
 
 	m, _ := scrapeMetrics(t, s.c)
 	for _, name := range []string{"b1", "b2"} {
@@ -132,6 +145,9 @@ func TestTrafficStats(t *testing.T) {
 		if m["clb_member_up"+lbl] != 1 {
 			t.Errorf("clb_member_up%s = %v, want 1", lbl, m["clb_member_up"+lbl])
 		}
+	}
+	if got := m[`clb_member_requests_total{member="r1",service="raw"}`]; got != 7 {
+		t.Errorf("r1's sessions in /metrics = %v, want 7", got)
 	}
 	if got := m[`clb_service_requests_total{service="web"}`]; got != 40 {
 		t.Errorf("clb_service_requests_total = %v, want 40", got)
@@ -196,8 +212,8 @@ func TestTrafficStats(t *testing.T) {
 		t.Errorf("webdeploy sees %v, want web only", got)
 	}
 	_, out = s.admin("GET", "/v1/stats", nil)
-	if got := serviceNames(out); !slices.Equal(got, []string{"api", "web"}) {
-		t.Errorf("admin sees %v, want api and web", got)
+	if got := serviceNames(out); !slices.Equal(got, []string{"api", "raw", "web"}) {
+		t.Errorf("admin sees %v, want api, raw and web", got)
 	}
 	for _, tc := range []struct {
 		key, secret, query string
