@@ -81,8 +81,9 @@ func memberRequests(out map[string]any, svc string) map[string]float64 {
 
 // TestTrafficStats: requests through a real haproxy to real backends show up in /v1/stats
 // and /metrics under the members' names, counted exactly (HTTP requests; sessions for a TCP
-// service); a dead member shows redispatches and goes down; a reload (which starts haproxy's counters again) loses nothing; a
-// register key sees its services only; bad queries are refused.
+// service); a dead member shows redispatches and goes down; a reload (which starts haproxy's
+// counters again) loses nothing; a register key sees its services only; bad queries are
+// refused; the Grafana dashboard queries only exported metrics.
 func TestTrafficStats(t *testing.T) {
 	apiPort, rawPort := freePort(t), freePort(t)
 	// raw: a TCP service in front of the same backends, where a request is a session.
