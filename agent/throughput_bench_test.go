@@ -145,8 +145,8 @@ type tputTarget struct {
 // tputRun is what the rounds of one target served.
 type tputRun struct {
 	s                loadStats
-	accepted, used   int64 // backend connections accepted, and those that carried a request
-	connects, reuses int64 // haproxy's backend counters
+	accepted, used   int64     // backend connections accepted, and those that carried a request
+	connects, reuses int64     // haproxy's backend counters
 	rounds           []float64 // req/s of each round, in order
 }
 
