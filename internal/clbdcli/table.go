@@ -1,6 +1,7 @@
 package clbdcli
 
 import (
+	"bytes"
 	"fmt"
 	"io"
 	"slices"
@@ -33,7 +34,35 @@ func newTable(w io.Writer) *tabwriter.Writer { return tabwriter.NewWriter(w, 0, 
 
 // renderStatus writes clbd status: the daemon, then the services with their members, then the
 // last applies.
-func renderStatus(w io.Writer, st agent.Status, services []api.ServiceView, now time.Time) error {
+func renderStatus(out io.Writer, st agent.Status, services []api.ServiceView, now time.Time) error {
+	return trimmed(out, func(w io.Writer) error { return statusTables(w, st, services, now) })
+}
+
+// renderMembers writes clbd members SERVICE: the service, its zones and its members.
+func renderMembers(out io.Writer, s api.ServiceView, now time.Time) error {
+	return trimmed(out, func(w io.Writer) error { return memberTables(w, s, now) })
+}
+
+// trimmed writes what render writes without the spaces tabwriter pads empty last cells with.
+func trimmed(out io.Writer, render func(io.Writer) error) error {
+	var b bytes.Buffer
+	if err := render(&b); err != nil {
+		return err
+	}
+	for _, line := range strings.SplitAfter(b.String(), "\n") {
+		nl := strings.HasSuffix(line, "\n")
+		line = strings.TrimRight(line, " \n")
+		if nl {
+			line += "\n"
+		}
+		if _, err := io.WriteString(out, line); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func statusTables(w io.Writer, st agent.Status, services []api.ServiceView, now time.Time) error {
 	tw := newTable(w)
 	fmt.Fprintf(tw, "CLBD\n")
 	row(tw, "version", fmt.Sprintf("%s, up %s", orDash(st.Version), orDash(st.Uptime)))
@@ -56,6 +85,9 @@ func renderStatus(w io.Writer, st agent.Status, services []api.ServiceView, now 
 	row(tw, "last apply", applyLine(st.LastApply, now))
 	if st.LastApply.Error != "" {
 		row(tw, "  error", oneLine(st.LastApply.Error))
+	}
+	if st.LastApply.RuntimeError != "" {
+		row(tw, "  runtime error", oneLine(st.LastApply.RuntimeError))
 	}
 	if st.LastApply.Checksum != "" {
 		row(tw, "  config sha256", st.LastApply.Checksum)
@@ -114,24 +146,29 @@ func renderStatus(w io.Writer, st agent.Status, services []api.ServiceView, now 
 	}
 	tw = newTable(w)
 	fmt.Fprintf(tw, "  WHEN\tRESULT\tPATH\tDURATION\tERROR\n")
-	for i, a := range st.RecentApplies {
-		if i == recentShown {
-			fmt.Fprintf(tw, "  (%d more: clbd status --json)\t\t\t\t\n", len(st.RecentApplies)-recentShown)
-			break
+	for _, a := range st.RecentApplies[:min(recentShown, len(st.RecentApplies))] {
+		msg := a.Error
+		if msg == "" && a.RuntimeError != "" {
+			msg = "runtime: " + a.RuntimeError
 		}
-		fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%s\n", relTime(a.Time, now), a.Result, orDash(a.Path), ms(a.DurationMS), clip(oneLine(a.Error), 100))
+		fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%s\n", relTime(a.Time, now), a.Result, orDash(a.Path), ms(a.DurationMS), clip(oneLine(msg), 100))
 	}
-	return tw.Flush()
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	if more := len(st.RecentApplies) - recentShown; more > 0 {
+		fmt.Fprintf(w, "  (%d older: clbd status --json)\n", more)
+	}
+	return nil
 }
 
-// renderMembers writes clbd members SERVICE: the service, its zones and its members.
-func renderMembers(w io.Writer, s api.ServiceView, now time.Time) error {
+func memberTables(w io.Writer, s api.ServiceView, now time.Time) error {
 	fmt.Fprintf(w, "SERVICE %s: %s, balance %s, sticky %s\n", s.Name, listeners(s.Listeners), orDash(s.Balance), yesNo(s.Sticky))
 	if len(s.Zones) > 0 {
 		tw := newTable(w)
-		fmt.Fprintf(tw, "\nZONE\tENABLED\tMEMBERS\n")
+		fmt.Fprintf(tw, "\n  ZONE\tENABLED\tMEMBERS\n")
 		for _, z := range s.Zones {
-			fmt.Fprintf(tw, "%s\t%s\t%d\n", z.Name, yesNo(z.Enabled), z.Members)
+			fmt.Fprintf(tw, "  %s\t%s\t%d\n", z.Name, yesNo(z.Enabled), z.Members)
 		}
 		if err := tw.Flush(); err != nil {
 			return err
