@@ -1,5 +1,7 @@
 // Package clbdcli is clbd's command line (urfave/cli): the daemon and its subcommands (render,
-// check, keys, passwd, store migrate, version). cmd/clbd only calls Main; the man pages and
+// check, keys, passwd, store migrate, version) and the operator commands over the running
+// clbd's API (status, members, zone disable|enable, unregister: ops_cmd.go, apiclient.go,
+// table.go). cmd/clbd only calls Main; the man pages and
 // completions are generated from App (internal/tools/gendocs). It builds the config (defaults,
 // the file, the flags), hands it to package agent and turns errors into exit codes (exitcodes.go).
 //
