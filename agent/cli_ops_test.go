@@ -383,3 +383,39 @@ func names(vs []api.ServiceView) []string {
 	}
 	return out
 }
+
+// TestOperatorCLIFailedApply: with a template haproxy cannot use, an admin action is saved but
+// not applied (exit 75, the API's message), and clbd status shows the failed apply and the
+// pending change; once the template is gone, the change lands.
+func TestOperatorCLIFailedApply(t *testing.T) {
+	s := newSecureAgent(t, secureOpts{})
+	cfgFile := writeOpConfig(t, s, fmt.Sprintf("keys_file: %s\n", s.keys))
+	if st, out := s.call("PUT", "/v1/services/web/members/m1", "default", fmt.Sprintf(`{"address":"127.0.0.1","port":%d,"zone":"a"}`, s.b1Port)); st != http.StatusOK {
+		t.Fatalf("register m1 = %d %v", st, out)
+	}
+	tmpl := filepath.Join(s.a.config().Templates, "haproxy.tmpl")
+	if err := os.MkdirAll(filepath.Dir(tmpl), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(tmpl, []byte("global\n    no-such-directive {{ len .Services }}\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	waitUntil(t, "the broken template to fail an apply", func() bool { return s.a.status().LastApply.Result == "error" })
+	code, _, errOut := opCLI(t, cfgFile, "zone", "disable", "web", "a")
+	if code != 75 || !strings.Contains(errOut, "not_applied") || !strings.Contains(errOut, "clbd keeps retrying") {
+		t.Fatalf("zone disable with a broken template: exit %d, %q; want 75 and not_applied", code, errOut)
+	}
+	code, out, errOut := opCLI(t, cfgFile, "status")
+	if code != 0 || !strings.Contains(out, "last apply         ERROR") || !strings.Contains(out, "no-such-directive") || strings.Contains(out, "pending changes    0") {
+		t.Errorf("clbd status after a failed apply: exit %d, want the failed apply, its error and pending changes:\n%s%s", code, out, errOut)
+	}
+	if err := os.Remove(tmpl); err != nil {
+		t.Fatal(err)
+	}
+	waitUntil(t, "the change to land with the built-in template", func() bool {
+		return s.a.status().LastApply.Result == "ok" && haproxyWeights(t, s.a.config().AdminSocket())[s.b1Port] == 0
+	})
+	if code, out, _ := opCLI(t, cfgFile, "status"); code != 0 || !strings.Contains(out, "pending changes    0") {
+		t.Errorf("clbd status once applied: exit %d\n%s", code, out)
+	}
+}

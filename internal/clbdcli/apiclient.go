@@ -323,7 +323,7 @@ func (cl *apiClient) transportError(err error) error {
 	case errors.Is(err, syscall.ECONNREFUSED):
 		return cli.Exit(fmt.Sprintf("cannot reach clbd at %s: connection refused: is clbd running? (systemctl status clb-server; or give --server)", cl.base), ExitUnavailable)
 	case errors.Is(err, context.DeadlineExceeded) || isTimeout(err):
-		return cli.Exit(fmt.Sprintf("clbd at %s did not answer within --timeout: %v", cl.base, err), ExitUnavailable)
+		return cli.Exit(fmt.Sprintf("clbd at %s did not answer within --timeout (a change may still be applied: see clbd status): %v", cl.base, err), ExitUnavailable)
 	}
 	return cli.Exit(fmt.Sprintf("cannot reach clbd at %s: %v: is clbd running?", cl.base, err), ExitUnavailable)
 }
@@ -340,6 +340,10 @@ func (cl *apiClient) explain(ae apiError) string {
 	case http.StatusForbidden:
 		if !cl.admin {
 			msg += fmt.Sprintf("\nthe key %q from the %s has no admin scope: use an admin key from the keys file (clbd keys add --scope admin ops; then this command picks it, or give --key ops)", cl.keyID, cl.keyFrom)
+		}
+	case http.StatusServiceUnavailable:
+		if ae.Code == "not_applied" {
+			msg += "\nthe change is saved and clbd keeps retrying it; clbd status shows the last apply's error"
 		}
 	case http.StatusUnauthorized:
 		msg += fmt.Sprintf("\nclbd does not accept the key %q from the %s: is this the config clbd runs with (--config)?", cl.keyID, cl.keyFrom)
