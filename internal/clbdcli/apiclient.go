@@ -51,6 +51,10 @@ type apiClient struct {
 	key     []byte
 	keyFrom string // where the key came from, for messages
 	admin   bool   // the key has admin scope (known for keys file keys)
+	// keysFile and pwFile are the config's, for the hints of a 403; pwExplicit is whether the
+	// config names password_file (else clbd drops the generated one once keys_file is set).
+	keysFile, pwFile string
+	pwExplicit       bool
 	http    *http.Client
 }
 
@@ -85,6 +89,7 @@ func newAPIClient(c *cli.Context) (*apiClient, error) {
 	tr.TLSClientConfig = tlsConf
 	return &apiClient{
 		base: base, keyID: cred.id, key: cred.key, keyFrom: cred.from, admin: cred.admin,
+		keysFile: cfg.KeysFile, pwFile: config.PasswordPath(cfg), pwExplicit: cfg.PasswordFile != "",
 		http: &http.Client{Transport: tr, Timeout: c.Duration("timeout")},
 	}, nil
 }
@@ -338,8 +343,16 @@ func (cl *apiClient) explain(ae apiError) string {
 	msg := fmt.Sprintf("%s (HTTP %d %s)", ae.Msg, ae.Status, ae.Code)
 	switch ae.Status {
 	case http.StatusForbidden:
-		if !cl.admin {
-			msg += fmt.Sprintf("\nthe key %q from the %s has no admin scope: use an admin key from the keys file (clbd keys add --scope admin ops; then this command picks it, or give --key ops)", cl.keyID, cl.keyFrom)
+		if cl.admin {
+			break
+		}
+		msg += fmt.Sprintf("\nthe key %q from the %s has no admin scope: use an admin key", cl.keyID, cl.keyFrom)
+		if cl.keysFile != "" {
+			msg += fmt.Sprintf(" from the keys file: clbd keys add --scope admin ops (into %s; this command then picks it, or give --key ops)", cl.keysFile)
+		} else if cl.pwExplicit {
+			msg += ": set keys_file in the config, then clbd keys add --scope admin ops; this command picks it"
+		} else {
+			msg += fmt.Sprintf(": set keys_file in the config, and password_file: %s (with a keys file, clbd reads the generated password only when password_file names it), then clbd keys add --scope admin ops; this command picks it", cl.pwFile)
 		}
 	case http.StatusServiceUnavailable:
 		if ae.Code == "not_applied" {

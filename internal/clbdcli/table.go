@@ -75,7 +75,7 @@ func statusTables(w io.Writer, st agent.Status, services []api.ServiceView, now 
 	}
 	row(tw, "mode", mode)
 	row(tw, "haproxy", orDash(st.HaproxyVersion))
-	row(tw, "config", fmt.Sprintf("%s (template %s)", orDash(st.Output), orDash(st.Template)))
+	row(tw, "config", fmt.Sprintf("%s (from %s)", orDash(st.Output), orDash(st.Template)))
 	if st.RuntimeAPI != "" {
 		row(tw, "runtime socket", st.RuntimeAPI)
 	} else {
