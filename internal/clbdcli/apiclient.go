@@ -55,7 +55,7 @@ type apiClient struct {
 	// config names password_file (else clbd drops the generated one once keys_file is set).
 	keysFile, pwFile string
 	pwExplicit       bool
-	http    *http.Client
+	http             *http.Client
 }
 
 // credential is a key to sign with.
