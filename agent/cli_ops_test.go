@@ -188,8 +188,8 @@ func TestOperatorCLI(t *testing.T) {
 		if err := json.Unmarshal(raw, &wantServices); err != nil {
 			t.Fatal(err)
 		}
-		if fmt.Sprint(names(got.Services)) != fmt.Sprint(names(wantServices)) {
-			t.Fatalf("services %v, want %v", names(got.Services), names(wantServices))
+		if fmt.Sprint(serviceViewNames(got.Services)) != fmt.Sprint(serviceViewNames(wantServices)) {
+			t.Fatalf("services %v, want %v", serviceViewNames(got.Services), serviceViewNames(wantServices))
 		}
 		for i := range wantServices {
 			g, w := got.Services[i], wantServices[i]
@@ -359,7 +359,7 @@ func TestOperatorCLIOverTLS(t *testing.T) {
 		t.Fatalf("clbd members web over TLS: exit %d\nstdout: %s\nstderr: %s", code, out, errOut)
 	}
 	other, _, _, _ := testutil.TestCert(t, t.TempDir(), "other", false, nil, nil, "127.0.0.1")
-	wrong := strings.Replace(readFileT(t, cfgFile), cert, other, 1)
+	wrong := strings.Replace(readTextFile(t, cfgFile), cert, other, 1)
 	os.WriteFile(cfgFile, []byte(wrong), 0o644)
 	code, _, errOut = opCLI(t, cfgFile, "members", "web")
 	if code != 1 || !strings.Contains(errOut, "is not the one in tls_cert") {
@@ -367,7 +367,7 @@ func TestOperatorCLIOverTLS(t *testing.T) {
 	}
 }
 
-func readFileT(t *testing.T, path string) string {
+func readTextFile(t *testing.T, path string) string {
 	t.Helper()
 	b, err := os.ReadFile(path)
 	if err != nil {
@@ -376,7 +376,7 @@ func readFileT(t *testing.T, path string) string {
 	return string(b)
 }
 
-func names(vs []api.ServiceView) []string {
+func serviceViewNames(vs []api.ServiceView) []string {
 	out := make([]string, len(vs))
 	for i, v := range vs {
 		out[i] = v.Name

@@ -49,7 +49,7 @@ func opCommands(stdout, stderr io.Writer) []*cli.Command {
 	return []*cli.Command{
 		{
 			Name: "status", Usage: "show the daemon, the last applies, every service with its members (health, weight, zone, lease) and the draining ones",
-			Description: "GET /v1/status and GET /v1/services of the local clbd, signed with the local credentials (see OPERATING in clbd help).",
+			Description: "GET /v1/status and GET /v1/services of the local clbd, signed with the local credentials (see clbd help: where the commands find clbd and a key).",
 			Flags:       opFlags(),
 			Action: func(c *cli.Context) error {
 				if err := wantArgs(c, "status"); err != nil {
