@@ -13,7 +13,7 @@
 package sigv4
 
 import (
-	"container/heap"
+	"clb/internal/replay"
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/hex"
@@ -23,7 +23,6 @@ import (
 	"net/url"
 	"sort"
 	"strings"
-	"sync"
 	"time"
 )
 
@@ -71,9 +70,7 @@ type Verifier struct {
 	now     func() time.Time
 	max     int
 
-	mu   sync.Mutex
-	seen map[string]time.Time
-	exp  expiries
+	seen *replay.Cache
 }
 
 // Option configures a Verifier.
@@ -92,10 +89,11 @@ func WithMaxRemembered(n int) Option { return func(v *Verifier) { v.max = n } }
 
 // New returns a Verifier over secrets.
 func New(secrets Secrets, opts ...Option) *Verifier {
-	v := &Verifier{secrets: secrets, skew: DefaultSkew, now: time.Now, max: 100_000, seen: map[string]time.Time{}}
+	v := &Verifier{secrets: secrets, skew: DefaultSkew, now: time.Now, max: 100_000}
 	for _, o := range opts {
 		o(v)
 	}
+	v.seen = replay.New(v.max)
 	return v
 }
 
@@ -340,37 +338,11 @@ var ErrTooMany = errors.New("too many signed requests in the clock window")
 // remember records an accepted signature until it could no longer be accepted (its
 // X-Amz-Date plus the window) and refuses one already seen.
 func (v *Verifier) remember(sig string, until, now time.Time) error {
-	v.mu.Lock()
-	defer v.mu.Unlock()
-	for v.exp.Len() > 0 && !v.exp[0].at.After(now) {
-		delete(v.seen, v.exp[0].sig)
-		heap.Pop(&v.exp)
-	}
-	if _, dup := v.seen[sig]; dup {
+	switch err := v.seen.Add(sig, until, now); {
+	case errors.Is(err, replay.ErrReplayed):
 		return fail(CodeSignatureWrong, "replayed request: this signature was already used; sign every request anew")
-	}
-	if len(v.seen) >= v.max {
+	case err != nil:
 		return fail(CodeSignatureWrong, "%v; retry in a moment", ErrTooMany)
 	}
-	v.seen[sig] = until
-	heap.Push(&v.exp, expiry{sig: sig, at: until})
 	return nil
-}
-
-type expiry struct {
-	sig string
-	at  time.Time
-}
-
-type expiries []expiry
-
-func (h expiries) Len() int           { return len(h) }
-func (h expiries) Less(i, j int) bool { return h[i].at.Before(h[j].at) }
-func (h expiries) Swap(i, j int)      { h[i], h[j] = h[j], h[i] }
-func (h *expiries) Push(x any)        { *h = append(*h, x.(expiry)) }
-func (h *expiries) Pop() any {
-	old := *h
-	x := old[len(old)-1]
-	*h = old[:len(old)-1]
-	return x
 }

@@ -139,7 +139,7 @@ func TestReplay(t *testing.T) {
 	if _, err := v.Verify(signed("POST", "/", string(body), later), body); err != nil {
 		t.Fatalf("after the window: %v", err)
 	}
-	if n := len(v.seen); n != 1 {
+	if n := v.seen.Len(); n != 1 {
 		t.Errorf("remembered %d signatures, want 1", n)
 	}
 }
