@@ -221,6 +221,17 @@ func TestConsoleInBrowser(t *testing.T) {
 
 	shot(t, ctx, "console.png")
 
+	// Unregister b3 by two clicks (the first arms the button): gone from the page and the API.
+	unreg := chromedp.CSS(`button.unregister[data-service="web"][data-member="b3"]`)
+	do(t, ctx, "arm unregister b3", chromedp.Click(unreg))
+	waitJS(t, ctx, 2*time.Second, "the armed button", member("b3")+`?.querySelector('button.unregister.armed') != null`)
+	do(t, ctx, "confirm unregister b3", chromedp.Click(unreg))
+	waitJS(t, ctx, 10*time.Second, "b3 gone from the page", member("b3")+` === null && document.getElementById('message').textContent.includes('member b3 of web unregistered (applied)')`)
+	code, out = s.admin("GET", "/v1/services/web", nil)
+	if ms, _ := out["members"].([]any); code != 200 || len(ms) != 2 {
+		t.Errorf("members after unregistering b3 from the page: %v, want b1 and b2", out["members"])
+	}
+
 	// A register-scoped key ("default", the 2010 password) sees the service and no buttons.
 	do(t, ctx, "log out", chromedp.Click(chromedp.ID("logout")))
 	waitJS(t, ctx, 5*time.Second, "the login form again", `!document.getElementById('login-view').hidden`)
