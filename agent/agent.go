@@ -304,7 +304,7 @@ func (a *Agent) managedHaproxy() *haproxy.Managed {
 func (a *Agent) newAPI() *api.Server {
 	return api.New(api.Deps{
 		Logger: a.log, Config: a.config, Members: a.store, Applier: a.rec, Definitions: a,
-		Status: agentStatus{a}, Verifier: a.sec.verifier, Limiter: a.sec.limiter,
+		Status: agentStatus{a}, Stats: a.rec.Stats(), Verifier: a.sec.verifier, Limiter: a.sec.limiter,
 		Metrics: a.metrics.handler(), OnChange: a.metrics.registration,
 	})
 }
