@@ -7,6 +7,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -195,6 +196,12 @@ func TestConsoleInBrowser(t *testing.T) {
 	s.register("b3", "--zone", "b")
 	waitJS(t, ctx, 20*time.Second, "b1, b2 and b3 up", `['b1','b2','b3'].every(n => { const r = document.querySelector('tr.member[data-member="'+n+'"]'); return r && r.dataset.health === 'up'; })`)
 
+	// Gentle traffic (about 50 requests a second) from here to the screenshot, for the charts;
+	// haproxy retries a refused connection on another member and a disabled zone's members
+	// finish what they have, so none of it fails.
+	stopTraffic := pacedLoad(s.front, 20*time.Millisecond)
+	defer stopTraffic()
+
 	// Its backend stopped: the page shows b3 down.
 	s.stopBackend["b3"]()
 	took = waitJS(t, ctx, 25*time.Second, "b3 down on the page", member("b3")+`?.querySelector('td.health')?.textContent === 'down'`)
@@ -219,7 +226,23 @@ func TestConsoleInBrowser(t *testing.T) {
 	}
 	waitJS(t, ctx, 5*time.Second, "the apply in the recent applies", `document.querySelectorAll('#applies tbody tr').length > 0`)
 
+	// The charts: b1 served requests, so its request-rate chart (from GET /v1/stats) has a line
+	// with a maximum above zero, and its response-time chart has a line too.
+	waitJS(t, ctx, 15*time.Second, "b1's charts with its traffic", `(() => {
+		const r = `+member("b1")+`;
+		const rate = r && r.querySelector('.chart.rate svg');
+		const ms = r && r.querySelector('.chart.ms svg polyline');
+		if (!rate || !ms || !rate.querySelector('polyline')) return false;
+		const t = rate.querySelector('title');
+		return t && parseFloat(t.textContent.split('max ')[1]) > 0;
+	})()`)
+	// Some history for the screenshot: six samples of b1 (about 12 s at the 2 s poll).
+	waitJS(t, ctx, 20*time.Second, "six samples in b1's chart", member("b1")+`.querySelector('.chart.rate polyline').getAttribute('points').split(' ').length >= 6`)
+
 	shot(t, ctx, "console.png")
+	if total, failed := stopTraffic(); total == 0 || failed != 0 {
+		t.Errorf("traffic while b3 died and zone b was disabled: %d of %d requests failed, want 0 of > 0", failed, total)
+	}
 
 	// Unregister b3 by two clicks (the first arms the button): gone from the page and the API.
 	unreg := chromedp.CSS(`button.unregister[data-service="web"][data-member="b3"]`)
@@ -270,5 +293,43 @@ func shot(t *testing.T, ctx context.Context, name string) {
 			t.Fatalf("save screenshot: %v", err)
 		}
 		t.Logf("screenshot: %s", p)
+	}
+}
+
+// pacedLoad sends a request to url every pause (at most for a minute) until stop, which
+// reports how many were sent and how many failed; stop may be called more than once.
+func pacedLoad(url string, pause time.Duration) (stop func() (total, failed int64)) {
+	var total, failed int64
+	done := make(chan struct{})
+	finished := make(chan struct{})
+	go func() {
+		defer close(finished)
+		tick := time.NewTicker(pause)
+		defer tick.Stop()
+		deadline := time.After(time.Minute)
+		for {
+			select {
+			case <-done:
+				return
+			case <-deadline:
+				return
+			case <-tick.C:
+			}
+			total++
+			resp, err := noKeepAlive.Get(url)
+			if err != nil {
+				failed++
+				continue
+			}
+			resp.Body.Close()
+			if resp.StatusCode != 200 {
+				failed++
+			}
+		}
+	}()
+	var once sync.Once
+	return func() (int64, int64) {
+		once.Do(func() { close(done); <-finished })
+		return total, failed
 	}
 }

@@ -254,12 +254,25 @@
     return el('span', { class: 'value' }, (v >= 100 ? v.toFixed(0) : v.toFixed(1)) + unit);
   }
 
-  // spark draws the series over the stats window, newest at the right edge.
+  // chartSpan is the time every chart spans, ending at end: the history held, at least a
+  // half a minute and at most the stats window, so that young history is not squeezed to the edge.
+  function chartSpan(end) {
+    let first = end;
+    for (const series of st.stats.values()) if (series.length) first = Math.min(first, Date.parse(series[0].t));
+    return Math.min(st.statsWindow * 1000, Math.max(30000, end - first));
+  }
+
+  function fmtSpan(ms) {
+    const s = Math.round(ms / 1000);
+    return s < 120 ? s + ' s' : Math.round(s / 60) + ' min';
+  }
+
+  // spark draws the series over chartSpan, newest at the right edge.
   function spark(series, f, cls) {
     const s = svg('svg', { width: CHART_W, height: CHART_H, viewBox: '0 0 ' + CHART_W + ' ' + CHART_H, role: 'img' });
     if (!series.length) return s;
     const end = Date.parse(st.statsSince || series[series.length - 1].t);
-    const span = st.statsWindow * 1000;
+    const span = chartSpan(end);
     let max = 0;
     for (const p of series) max = Math.max(max, f(p) || 0);
     const top = max > 0 ? max * 1.1 : 1;
@@ -271,7 +284,7 @@
     if (pts.length === 1) pts.push(pts[0]);
     s.append(svg('polyline', { points: pts.join(' '), class: cls }));
     const t = svg('title', {});
-    t.textContent = 'last ' + Math.round(st.statsWindow / 60) + ' min, max ' + max.toFixed(1);
+    t.textContent = 'last ' + fmtSpan(span) + ', max ' + max.toFixed(1);
     s.append(t);
     return s;
   }
