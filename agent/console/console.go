@@ -272,11 +272,13 @@ func (c *Console) info(sess session, scope auth.Scope) sessionInfo {
 func (c *Console) authorized(w http.ResponseWriter, r *http.Request) (string, session, auth.Scope, bool) {
 	ck, err := r.Cookie(CookieName)
 	if err != nil {
+		c.log.Warn("console request refused: no session cookie", "addr", r.RemoteAddr, "method", r.Method, "path", r.URL.Path)
 		fail(w, http.StatusUnauthorized, "unauthenticated", "not logged in: log in at /ui/ with a key id and its secret")
 		return "", session{}, auth.Scope{}, false
 	}
 	sess, ok := c.sessions.get(ck.Value)
 	if !ok {
+		c.log.Warn("console request refused: unknown or expired session", "addr", r.RemoteAddr, "method", r.Method, "path", r.URL.Path)
 		fail(w, http.StatusUnauthorized, "unauthenticated", "session expired or ended: log in again")
 		return "", session{}, auth.Scope{}, false
 	}
