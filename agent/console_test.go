@@ -1,6 +1,8 @@
 package agent
 
 import (
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -213,5 +215,51 @@ func TestConsoleKeyRemoved(t *testing.T) {
 	}
 	if resp, _ := uiCall(t, base, "POST", "/ui/login", "", "", `{"key":"ops","secret":"`+consoleAdminSecret+`"}`); resp.StatusCode != 401 {
 		t.Errorf("login with a removed key = %d, want 401", resp.StatusCode)
+	}
+}
+
+// TestConsoleOverTLS: on a clbd with TLS, the session cookie is Secure too, and the origin
+// check expects https.
+func TestConsoleOverTLS(t *testing.T) {
+	dir := t.TempDir()
+	_, _, ca, caKey := testCert(t, dir, "ca", true, nil, nil)
+	certPath, keyPath, _, _ := testCert(t, dir, "server", false, ca, caKey)
+	s := newSecureAgent(t, secureOpts{tweak: func(c *config.Config) { c.TLSCert, c.TLSKey = certPath, keyPath }})
+	if !strings.HasPrefix(s.api, "https://") {
+		t.Fatalf("API at %s, want https", s.api)
+	}
+	pool := x509.NewCertPool()
+	pool.AddCert(ca)
+	client := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
+	post := func(origin string) *http.Response {
+		req, _ := http.NewRequest("POST", s.api+"/ui/login", strings.NewReader(`{"key":"ops","secret":"`+secAdmin+`"}`))
+		req.Header.Set("Origin", origin)
+		resp, err := client.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp
+	}
+	if resp := post(strings.Replace(s.api, "https:", "http:", 1)); resp.StatusCode != http.StatusForbidden {
+		t.Errorf("login with an http Origin on the https console = %d, want 403", resp.StatusCode)
+	}
+	resp := post(s.api)
+	if resp.StatusCode != http.StatusOK || len(resp.Cookies()) != 1 {
+		t.Fatalf("login over TLS = %d, cookies %v", resp.StatusCode, resp.Header.Values("Set-Cookie"))
+	}
+	c := resp.Cookies()[0]
+	if !c.Secure || !c.HttpOnly || c.SameSite != http.SameSiteStrictMode || c.Path != "/ui/" {
+		t.Errorf("cookie over TLS = %+v, want Secure, HttpOnly, SameSite=Strict, Path=/ui/", c)
+	}
+	req, _ := http.NewRequest("GET", s.api+"/ui/api/status", nil)
+	req.AddCookie(c)
+	r, err := client.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.Body.Close()
+	if r.StatusCode != http.StatusOK {
+		t.Errorf("GET /ui/api/status over TLS = %d, want 200", r.StatusCode)
 	}
 }
