@@ -269,6 +269,14 @@ func TestConsoleInBrowser(t *testing.T) {
 	if who := evalJS[string](t, ctx, `document.getElementById('who').textContent`); who != "default (register:*)" {
 		t.Errorf("header says %q, want default (register:*)", who)
 	}
+
+	// The shared password changed (clbd watches the file): the open page's session ends at its
+	// next poll and the page asks for a login again, saying why.
+	writeFile(t, s.pwFile, "a new shared password\n", 0o600)
+	waitJS(t, ctx, 10*time.Second, "the page to end the session", `!document.getElementById('login-view').hidden && document.getElementById('login-error').textContent.includes('removed or its secret changed')`)
+	if ck := sessionCookies(t, ctx, base); len(ck) != 0 {
+		t.Errorf("the ended session's cookie is still in the browser: %+v", ck)
+	}
 }
 
 // shot saves a screenshot of the page in the test's temp dir and in $CLB_SCREENSHOT_DIR.

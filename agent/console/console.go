@@ -279,12 +279,14 @@ func (c *Console) authorized(w http.ResponseWriter, r *http.Request) (string, se
 	sess, ok := c.sessions.get(ck.Value)
 	if !ok {
 		c.log.Warn("console request refused: unknown or expired session", "addr", r.RemoteAddr, "method", r.Method, "path", r.URL.Path)
+		clearCookie(w, r)
 		fail(w, http.StatusUnauthorized, "unauthenticated", "session expired or ended: log in again")
 		return "", session{}, auth.Scope{}, false
 	}
 	key, ok := c.o.Keys.Lookup(sess.keyID)
 	if d := sha256.Sum256(key.Signing); !ok || subtle.ConstantTimeCompare(d[:], sess.keyDigest[:]) != 1 {
 		c.sessions.end(ck.Value)
+		clearCookie(w, r)
 		c.log.Warn("console session ended: key removed or changed", "addr", r.RemoteAddr, "key", sess.keyID)
 		fail(w, http.StatusUnauthorized, "unauthenticated", "key %q was removed or its secret changed: session ended", sess.keyID)
 		return "", session{}, auth.Scope{}, false
@@ -323,7 +325,7 @@ func (c *Console) logout(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	c.sessions.end(id)
-	http.SetCookie(w, &http.Cookie{Name: CookieName, Value: "", Path: "/ui/", MaxAge: -1, HttpOnly: true, Secure: r.TLS != nil, SameSite: http.SameSiteStrictMode})
+	clearCookie(w, r)
 	c.log.Info("console logout", "addr", r.RemoteAddr, "key", sess.keyID)
 	writeJSON(w, http.StatusOK, map[string]bool{"logged_out": true})
 }
@@ -346,6 +348,11 @@ func (c *Console) proxy(w http.ResponseWriter, r *http.Request) {
 	r2.Header.Del("Cookie")
 	r2.Header.Del(CSRFHeader)
 	c.o.API.ServeAs(w, r2, auth.Identity{KeyID: sess.keyID, Scope: scope})
+}
+
+// clearCookie tells the browser to drop the session cookie (logout, or a session that ended).
+func clearCookie(w http.ResponseWriter, r *http.Request) {
+	http.SetCookie(w, &http.Cookie{Name: CookieName, Value: "", Path: "/ui/", MaxAge: -1, HttpOnly: true, Secure: r.TLS != nil, SameSite: http.SameSiteStrictMode})
 }
 
 // sameOrigin checks that a browser sent r from a page of this server: Origin (or Referer,

@@ -310,8 +310,9 @@ func TestSessionExpiry(t *testing.T) {
 			t.Fatalf("used again = %d, want 200", got)
 		}
 		r.clock.add(10 * time.Minute)
-		if got := status(r, cookie); got != 401 {
-			t.Fatalf("idle 10 min = %d, want 401", got)
+		resp, _ := r.do("GET", "/ui/api/status", "", "Cookie", cookie)
+		if resp.StatusCode != 401 || !strings.Contains(resp.Header.Get("Set-Cookie"), "Max-Age=0") {
+			t.Fatalf("idle 10 min = %d, Set-Cookie %q; want 401 and the cookie cleared", resp.StatusCode, resp.Header.Get("Set-Cookie"))
 		}
 		if n := r.console.Sessions(); n != 0 {
 			t.Errorf("expired session still held (%d)", n)
@@ -425,7 +426,7 @@ func TestAssets(t *testing.T) {
 		if csp := resp.Header.Get("Content-Security-Policy"); !strings.Contains(csp, "script-src 'self'") || !strings.Contains(csp, "frame-ancestors 'none'") {
 			t.Errorf("GET %s: CSP %q", c.path, csp)
 		}
-		for _, banned := range []string{"localStorage", "sessionStorage", "document.cookie", "http://", "https://"} {
+		for _, banned := range []string{"localStorage", "sessionStorage", "document.cookie", "http://", "https://", "innerHTML", "outerHTML", "insertAdjacentHTML", "eval("} {
 			// No URL leaves clbd (the SVG namespace is a name, not a fetch).
 			js := strings.ReplaceAll(b.String(), "http://www.w3.org/2000/svg", "")
 			if c.path == "/ui/app.js" && strings.Contains(js, banned) {
