@@ -37,6 +37,7 @@ import (
 	"crypto/subtle"
 	"embed"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -220,7 +221,12 @@ func (c *Console) login(w http.ResponseWriter, r *http.Request) {
 	}
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxLoginBody))
 	if err != nil {
-		fail(w, http.StatusRequestEntityTooLarge, "too_large", "login body is larger than %d bytes", maxLoginBody)
+		var tooBig *http.MaxBytesError
+		if errors.As(err, &tooBig) {
+			fail(w, http.StatusRequestEntityTooLarge, "too_large", "login body is larger than %d bytes", maxLoginBody)
+			return
+		}
+		fail(w, http.StatusBadRequest, "bad_request", "read login body: %v", err)
 		return
 	}
 	var req loginRequest
