@@ -289,12 +289,19 @@ func (c *Console) authorized(w http.ResponseWriter, r *http.Request) (string, se
 		fail(w, http.StatusUnauthorized, "unauthenticated", "session expired or ended: log in again")
 		return "", session{}, auth.Scope{}, false
 	}
+	if sess.revoked != "" {
+		c.log.Warn("console request refused: session ended", "addr", r.RemoteAddr, "key", sess.keyID, "method", r.Method, "path", r.URL.Path, "err", sess.revoked)
+		clearCookie(w, r)
+		fail(w, http.StatusUnauthorized, "unauthenticated", "%s", sess.revoked)
+		return "", session{}, auth.Scope{}, false
+	}
 	key, ok := c.o.Keys.Lookup(sess.keyID)
 	if d := sha256.Sum256(key.Signing); !ok || subtle.ConstantTimeCompare(d[:], sess.keyDigest[:]) != 1 {
-		c.sessions.end(ck.Value)
+		why := fmt.Sprintf("key %q was removed or its secret changed: session ended", sess.keyID)
+		c.sessions.revoke(ck.Value, why)
 		clearCookie(w, r)
 		c.log.Warn("console session ended: key removed or changed", "addr", r.RemoteAddr, "key", sess.keyID)
-		fail(w, http.StatusUnauthorized, "unauthenticated", "key %q was removed or its secret changed: session ended", sess.keyID)
+		fail(w, http.StatusUnauthorized, "unauthenticated", "%s", why)
 		return "", session{}, auth.Scope{}, false
 	}
 	return ck.Value, sess, key.Scope, true

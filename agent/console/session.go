@@ -18,6 +18,10 @@ type session struct {
 	csrf      string
 	created   time.Time
 	seen      time.Time
+	// revoked, when set, is why the session ended while clbd keeps it (its key was removed or
+	// changed): every request of it is refused with that reason, also ones already on their
+	// way, until it expires. It never works again, even if the key comes back.
+	revoked string
 }
 
 // sessions is a bounded set of sessions by the SHA-256 of their cookie value (the map never
@@ -89,6 +93,15 @@ func (s *sessions) get(id string) (session, bool) {
 	}
 	sess.seen = now
 	return *sess, true
+}
+
+// revoke ends a session but keeps it, with why, until it expires.
+func (s *sessions) revoke(id, why string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if sess, ok := s.m[sha256.Sum256([]byte(id))]; ok {
+		sess.revoked = why
+	}
 }
 
 // end removes a session.
