@@ -42,19 +42,22 @@ func (r *Reconciler) pollHealth(ctx context.Context) {
 	h := memberHealth(haproxy.ParseServersState(strings.Join(out, "")), r.layout)
 	r.mu.Lock()
 	r.health = h
-	epoch := r.reloads
 	r.mu.Unlock()
-	table, err := haproxy.ShowStat(rt)
+	sample, err := haproxy.ShowStat(rt)
 	if err != nil {
+		r.rt = nil
 		r.log.Debug("stats poll", "err", err)
 		return
 	}
-	r.stats.Add(statsInput(time.Now(), epoch, table, r.layout))
+	if sample.Stopping {
+		return // an old worker answered, just after a reload: not the counters that run
+	}
+	r.stats.Add(statsInput(time.Now(), uint64(sample.Pid), sample.Backends, r.layout))
 }
 
 // statsInput maps one `show stat` to services and members with the installed layout: each
 // service's backends, and each of their servers with the member it holds ("" for a free
-// slot). epoch is the reload count: a reload starts haproxy's counters again.
+// slot). epoch is the worker's pid: a new worker (a reload) starts haproxy's counters again.
 func statsInput(now time.Time, epoch uint64, table map[string]haproxy.BackendStat, lay layout) stats.Input {
 	in := stats.Input{Time: now, Epoch: epoch, Services: map[string]stats.ServiceInput{}}
 	for svc, backends := range lay.order {

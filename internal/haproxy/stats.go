@@ -4,7 +4,7 @@ import (
 	"encoding/csv"
 	"errors"
 	"fmt"
-	"io"
+	"slices"
 	"strconv"
 	"strings"
 )
@@ -119,17 +119,37 @@ func ParseStat(out string) (map[string]BackendStat, error) {
 			return nil, fmt.Errorf("show stat: header has no %s column", need)
 		}
 	}
-	r := csv.NewReader(strings.NewReader(body))
-	r.FieldsPerRecord = -1
-	r.ReuseRecord = false
-	out2 := map[string]BackendStat{}
-	for line := 2; ; line++ {
-		rec, err := r.Read()
-		if err == io.EOF {
-			break
+	// The columns clbd reads that this haproxy has, in header order (a missing one stays zero).
+	type setter struct {
+		name string
+		i    int
+		set  func(*Stat, string) error
+	}
+	var setters []setter
+	for name, set := range statColumns {
+		if i, ok := col[name]; ok {
+			setters = append(setters, setter{name, i, set})
 		}
-		if err != nil {
-			return nil, fmt.Errorf("show stat: %w", err)
+	}
+	slices.SortFunc(setters, func(a, b setter) int { return a.i - b.i })
+	out2 := map[string]BackendStat{}
+	for _, line := range strings.Split(body, "\n") {
+		line = strings.TrimSuffix(line, "\r")
+		if line == "" {
+			continue
+		}
+		// Fast path: haproxy quotes a cell only when it holds a comma or a quote (a check
+		// description, say); a row of 10,000 servers is parsed every poll.
+		var rec []string
+		if strings.IndexByte(line, '"') < 0 {
+			rec = strings.Split(line, ",")
+		} else {
+			r := csv.NewReader(strings.NewReader(line))
+			r.FieldsPerRecord = -1
+			var err error
+			if rec, err = r.Read(); err != nil {
+				return nil, fmt.Errorf("show stat: %w", err)
+			}
 		}
 		get := func(name string) string {
 			if i, ok := col[name]; ok && i < len(rec) {
@@ -143,9 +163,13 @@ func ParseStat(out string) (map[string]BackendStat, error) {
 			continue
 		}
 		s := Stat{Proxy: get("pxname"), Server: get("svname")}
-		for name, set := range statColumns {
-			if err := set(&s, get(name)); err != nil {
-				return nil, fmt.Errorf("show stat: %s/%s: column %s: %w", s.Proxy, s.Server, name, err)
+		for _, st := range setters {
+			v := ""
+			if st.i < len(rec) {
+				v = rec[st.i]
+			}
+			if err := st.set(&s, v); err != nil {
+				return nil, fmt.Errorf("show stat: %s/%s: column %s: %w", s.Proxy, s.Server, st.name, err)
 			}
 		}
 		b := out2[s.Proxy]
@@ -162,13 +186,65 @@ func ParseStat(out string) (map[string]BackendStat, error) {
 	return out2, nil
 }
 
-// ShowStat runs `show stat` on the admin socket and parses it.
-func ShowStat(rt RuntimeClient) (map[string]BackendStat, error) {
-	out, err := rt.ExecuteRaw("show stat")
+// StatSample is one `show info;show stat` answer: which worker gave it and its rows.
+type StatSample struct {
+	// Pid is the worker's process id: a new one (a reload, a restart) starts every counter
+	// again at zero.
+	Pid int
+	// Stopping: the answer came from an old worker finishing its requests after a reload;
+	// its counters are not the running worker's.
+	Stopping bool
+	Backends map[string]BackendStat
+}
+
+// ShowStat samples haproxy's counters: `show info;show stat -1 6 -1` (backends and servers,
+// no frontends) on one connection, so that the process id and the counters come from the
+// same worker.
+func ShowStat(rt RuntimeClient) (StatSample, error) {
+	out, err := rt.ExecuteRaw("show info;show stat -1 6 -1")
 	if err != nil {
-		return nil, fmt.Errorf("show stat: %w", err)
+		return StatSample{}, fmt.Errorf("show stat: %w", err)
 	}
-	return ParseStat(strings.Join(out, ""))
+	return ParseInfoStat(strings.Join(out, ""))
+}
+
+// ParseInfoStat reads the answer to `show info;show stat`: the info's "Key: value" lines up to
+// the CSV header, then the CSV (ParseStat). An answer without a Pid is an error.
+func ParseInfoStat(out string) (StatSample, error) {
+	info, csvPart := out, ""
+	if i := strings.Index(out, "\n# "); i >= 0 {
+		info, csvPart = out[:i], out[i+1:]
+	} else if strings.HasPrefix(out, "# ") {
+		info, csvPart = "", out
+	}
+	var s StatSample
+	pid := false
+	for _, line := range strings.Split(info, "\n") {
+		k, v, ok := strings.Cut(line, ":")
+		if !ok {
+			continue
+		}
+		v = strings.TrimSpace(v)
+		switch k {
+		case "Pid":
+			n, err := strconv.Atoi(v)
+			if err != nil {
+				return StatSample{}, fmt.Errorf("show info: Pid %q: %w", v, err)
+			}
+			s.Pid, pid = n, true
+		case "Stopping":
+			s.Stopping = v == "1"
+		}
+	}
+	if !pid {
+		return StatSample{}, fmt.Errorf("show info: no Pid in %q", trimOut(strings.TrimSpace(info)))
+	}
+	b, err := ParseStat(csvPart)
+	if err != nil {
+		return StatSample{}, err
+	}
+	s.Backends = b
+	return s, nil
 }
 
 func uintEmpty(v string) (uint64, error) {

@@ -1,6 +1,7 @@
 package haproxy
 
 import (
+	"fmt"
 	"os"
 	"reflect"
 	"strings"
@@ -104,5 +105,84 @@ func TestParseStat(t *testing.T) {
 				t.Errorf("got  %+v\nwant %+v", got, tc.want)
 			}
 		})
+	}
+}
+
+func TestParseInfoStat(t *testing.T) {
+	// Captured from haproxy 2.6.12 (worker pid 18054; one request, which backend web_18080
+	// answered with a 503 itself: its member s1 was not up yet).
+	data, err := os.ReadFile("testdata/show-info-stat-2.6.12.txt")
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := ParseInfoStat(string(data))
+	if err != nil {
+		t.Fatal(err)
+	}
+	be := got.Backends["web_18080"].Backend
+	if got.Pid != 18054 || got.Stopping || be.ReqTot != 1 || be.Hrsp5xx != 1 || len(got.Backends) != 2 {
+		t.Errorf("got pid %d stopping %v, web_18080 requests %d 5xx %d, %d backends; want 18054, false, 1, 1, 2",
+			got.Pid, got.Stopping, be.ReqTot, be.Hrsp5xx, len(got.Backends))
+	}
+	const csv = "# pxname,svname,type,req_tot\nbe,s1,2,3\n"
+	for _, tc := range []struct {
+		name, in string
+		pid      int
+		stopping bool
+		errHas   string
+	}{
+		{name: "an old worker, stopping", in: "Name: HAProxy\nPid: 42\nStopping: 1\n\n" + csv, pid: 42, stopping: true},
+		{name: "no info", in: csv, errHas: "no Pid"},
+		{name: "bad pid", in: "Pid: x\n\n" + csv, errHas: `Pid "x"`},
+		{name: "no csv", in: "Pid: 42\n", errHas: "empty answer"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := ParseInfoStat(tc.in)
+			if tc.errHas != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.errHas) {
+					t.Fatalf("err = %v, want one containing %q", err, tc.errHas)
+				}
+				return
+			}
+			if err != nil || got.Pid != tc.pid || got.Stopping != tc.stopping || got.Backends["be"].Servers["s1"].ReqTot != 3 {
+				t.Errorf("got %+v, %v; want pid %d stopping %v and be/s1", got, err, tc.pid, tc.stopping)
+			}
+		})
+	}
+}
+
+// BenchmarkParseStat: one sample of 10,000 servers in 1,000 backends (the captured rows of
+// haproxy 2.6.12, repeated), which clbd parses every health poll.
+func BenchmarkParseStat(b *testing.B) {
+	data, err := os.ReadFile("testdata/show-stat-2.6.12.csv")
+	if err != nil {
+		b.Fatal(err)
+	}
+	lines := strings.Split(string(data), "\n")
+	var srv, be string
+	for _, l := range lines {
+		switch {
+		case strings.HasPrefix(l, "web_18080,s1,"):
+			srv = strings.TrimPrefix(l, "web_18080,s1,")
+		case strings.HasPrefix(l, "web_18080,BACKEND,"):
+			be = strings.TrimPrefix(l, "web_18080,BACKEND,")
+		}
+	}
+	var sb strings.Builder
+	sb.WriteString(lines[0] + "\n")
+	for i := range 1000 {
+		for j := range 10 {
+			fmt.Fprintf(&sb, "be%d,s%d,%s\n", i, j+1, srv)
+		}
+		fmt.Fprintf(&sb, "be%d,BACKEND,%s\n", i, be)
+	}
+	out := sb.String()
+	b.SetBytes(int64(len(out)))
+	b.ResetTimer()
+	for b.Loop() {
+		got, err := ParseStat(out)
+		if err != nil || len(got) != 1000 {
+			b.Fatalf("%d backends, %v", len(got), err)
+		}
 	}
 }

@@ -63,7 +63,8 @@ type ServiceInput struct {
 // Input is one sample of haproxy.
 type Input struct {
 	Time time.Time
-	// Epoch changes whenever haproxy's counters restart (the reconciler counts reloads).
+	// Epoch changes whenever haproxy's counters restart: the reconciler gives the pid of the
+	// worker that answered (a reload or a restart starts a new one).
 	Epoch    uint64
 	Services map[string]ServiceInput
 }
@@ -379,4 +380,25 @@ func (h *History) Services() []string {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	return slices.Sorted(maps.Keys(h.services))
+}
+
+// ServiceCounters are a service's counters and its members'.
+type ServiceCounters struct {
+	Counters
+	Members map[string]Counters
+}
+
+// Counters returns every service's and member's counters now (no samples: for scrapes).
+func (h *History) Counters() map[string]ServiceCounters {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	out := make(map[string]ServiceCounters, len(h.services))
+	for name, ss := range h.services {
+		sc := ServiceCounters{Counters: ss.totals.c, Members: make(map[string]Counters, len(ss.members))}
+		for m, s := range ss.members {
+			sc.Members[m] = s.c
+		}
+		out[name] = sc
+	}
+	return out
 }
