@@ -172,7 +172,7 @@ func TestConsoleScopes(t *testing.T) {
 // after the burst of failed logins, a correctly signed API call from the same source is
 // refused with 429 too, and so is a console login with the right secret.
 func TestConsoleSharedLimiter(t *testing.T) {
-	base, _, _ := consoleAgent(t)
+	base, a, _ := consoleAgent(t)
 	for range 2 {
 		if resp, out := uiCall(t, base, "POST", "/ui/login", "", "", `{"key":"ops","secret":"wrong"}`); resp.StatusCode != 401 {
 			t.Fatalf("wrong login = %d %v", resp.StatusCode, out)
@@ -193,6 +193,10 @@ func TestConsoleSharedLimiter(t *testing.T) {
 	r.Body.Close()
 	if r.StatusCode != 429 {
 		t.Errorf("signed API call after failed console logins = %d, want 429", r.StatusCode)
+	}
+	// The agent's counters (clb_auth_failures_total) see the console's refusals.
+	if f, l := a.AuthFailures(), a.AuthRateLimited(); f != 2 || l != 2 {
+		t.Errorf("auth failures %d, rate limited %d; want 2 (wrong logins) and 2 (a login and a signed call)", f, l)
 	}
 }
 

@@ -45,6 +45,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"clb/agent/api"
@@ -98,6 +99,9 @@ type Console struct {
 	o        Options
 	log      *slog.Logger
 	sessions *sessions
+	// failures counts refused logins (wrong key or secret); limited, logins refused with 429.
+	failures atomic.Uint64
+	limited  atomic.Uint64
 }
 
 // New builds the console.
@@ -119,6 +123,13 @@ func New(o Options) *Console {
 	}
 	return &Console{o: o, log: o.Logger.With("component", "console"), sessions: newSessions(o.IdleTimeout, o.MaxAge, o.MaxSessions, o.Now)}
 }
+
+// LoginFailures is the number of logins refused for a wrong key id or secret.
+func (c *Console) LoginFailures() uint64 { return c.failures.Load() }
+
+// LoginRateLimited is the number of logins refused with 429 because their source had too many
+// failed authentications.
+func (c *Console) LoginRateLimited() uint64 { return c.limited.Load() }
 
 // Sessions is the number of sessions held.
 func (c *Console) Sessions() int { return c.sessions.len() }
@@ -213,6 +224,7 @@ func (c *Console) login(w http.ResponseWriter, r *http.Request) {
 	}
 	src := ratelimit.Source(api.SourceAddr(r))
 	if wait, blocked := c.o.Limiter.Blocked(src); blocked {
+		c.limited.Add(1)
 		secs := int((wait + time.Second - 1) / time.Second)
 		w.Header().Set("Retry-After", strconv.Itoa(secs))
 		c.log.Warn("console login refused: too many failed authentications", "addr", r.RemoteAddr, "source", src, "retry_after", secs)
@@ -254,6 +266,7 @@ func (c *Console) login(w http.ResponseWriter, r *http.Request) {
 	}
 	if !hmac.Equal(derived, want) || !known {
 		c.o.Limiter.Take(src)
+		c.failures.Add(1)
 		c.log.Warn("console login refused", "addr", r.RemoteAddr, "key", clip(req.Key), "known_key", known)
 		fail(w, http.StatusUnauthorized, "unauthenticated", "key id or secret is wrong")
 		return
