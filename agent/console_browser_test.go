@@ -244,6 +244,12 @@ func TestConsoleInBrowser(t *testing.T) {
 		t.Errorf("traffic while b3 died and zone b was disabled: %d of %d requests failed, want 0 of > 0", failed, total)
 	}
 
+	// Enable zone b again by a click: b2 takes traffic again (b3 is still down).
+	do(t, ctx, "click enable on zone b", chromedp.Click(chromedp.CSS(`button.zone-toggle[data-service="web"][data-zone="b"][data-action="enable"]`)))
+	waitJS(t, ctx, 10*time.Second, "zone b enabled on the page",
+		`document.getElementById('message').textContent.includes('zone b of web enabled (applied)') && document.querySelector('tr.zone[data-zone="b"] td.state')?.textContent === 'enabled'`)
+	wantServed(t, s.front, 30, "b1", "b2")
+
 	// Unregister b3 by two clicks (the first arms the button): gone from the page and the API.
 	unreg := chromedp.CSS(`button.unregister[data-service="web"][data-member="b3"]`)
 	do(t, ctx, "arm unregister b3", chromedp.Click(unreg))
