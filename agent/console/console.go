@@ -248,6 +248,10 @@ func (c *Console) login(w http.ResponseWriter, r *http.Request) {
 		fail(w, http.StatusBadRequest, "bad_request", "decode login: %v; want {\"key\": ID, \"secret\": SECRET}", err)
 		return
 	}
+	if dec.More() {
+		fail(w, http.StatusBadRequest, "bad_request", "decode login: more than one JSON value")
+		return
+	}
 	if req.Key == "" || req.Secret == "" {
 		fail(w, http.StatusBadRequest, "bad_request", "login needs a key id and its secret")
 		return

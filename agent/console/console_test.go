@@ -184,6 +184,7 @@ func TestLoginRefused(t *testing.T) {
 		{name: "no secret", body: `{"key":"admin"}`, status: 400, code: "bad_request"},
 		{name: "not JSON", body: `key=admin`, status: 400, code: "bad_request"},
 		{name: "unknown field", body: `{"key":"admin","secret":"x","remember":true}`, status: 400, code: "bad_request"},
+		{name: "two values", body: `{"key":"admin","secret":"x"} {}`, status: 400, code: "bad_request"},
 		{name: "too large", body: `{"key":"admin","secret":"` + strings.Repeat("x", maxLoginBody) + `"}`, status: 413, code: "too_large"},
 		{name: "cross origin", body: `{"key":"admin","secret":"` + adminSecret + `"}`, origin: "http://evil.example", status: 403, code: "csrf"},
 		{name: "no origin", body: `{"key":"admin","secret":"` + adminSecret + `"}`, origin: "-", status: 403, code: "csrf"},
