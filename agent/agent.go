@@ -22,6 +22,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -30,6 +31,7 @@ import (
 
 	"clb/agent/api"
 	"clb/agent/config"
+	"clb/agent/console"
 	"clb/agent/defs"
 	"clb/agent/reconcile"
 	"clb/internal/atomicfile"
@@ -68,6 +70,7 @@ type Agent struct {
 	sec     security
 	rec     *reconcile.Reconciler
 	api     *api.Server
+	console *console.Console
 	started time.Time
 	version string
 	restart atomic.Bool
@@ -191,7 +194,7 @@ func (a *Agent) run(ctx context.Context) error {
 	}
 	a.api = a.newAPI()
 	srv := &http.Server{
-		Handler:           a.api,
+		Handler:           a.newHandler(),
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       30 * time.Second,
 		WriteTimeout:      cfg.RequestTimeout + 10*time.Second,
@@ -303,6 +306,19 @@ func (a *Agent) newAPI() *api.Server {
 		Logger: a.log, Config: a.config, Members: a.store, Applier: a.rec, Definitions: a,
 		Status: agentStatus{a}, Stats: a.rec.Stats(), Verifier: a.sec.verifier, Limiter: a.sec.limiter,
 		Metrics: a.metrics.handler(), OnChange: a.metrics.registration,
+	})
+}
+
+// newHandler serves the API listener: the web console under /ui/, the API everywhere else
+// (the API answers unknown paths itself, with JSON errors).
+func (a *Agent) newHandler() http.Handler {
+	a.console = console.New(console.Options{Logger: a.log, Keys: a.sec.keys, Limiter: a.sec.limiter, API: a.api})
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/ui" || strings.HasPrefix(r.URL.Path, "/ui/") {
+			a.console.ServeHTTP(w, r)
+			return
+		}
+		a.api.ServeHTTP(w, r)
 	})
 }
 

@@ -86,7 +86,7 @@ var (
 	drainingDesc = prometheus.NewDesc("clb_draining_servers", "Servers out of rotation waiting for their connections to end.", nil, nil)
 	forcedDesc   = prometheus.NewDesc("clb_reload_only_backends", "Backends haproxy cannot change at runtime (changes reload).", nil, nil)
 	lastOKDesc   = prometheus.NewDesc("clb_last_apply_success", "1 if the last apply succeeded.", nil, nil)
-	authDesc     = prometheus.NewDesc("clb_auth_failures_total", "Refused API calls: bad or missing signatures (unauthenticated) and calls refused because their source failed too often (rate_limited).", []string{"reason"}, nil)
+	authDesc     = prometheus.NewDesc("clb_auth_failures_total", "Refused API calls and console logins: bad or missing signatures, wrong console secrets (unauthenticated), and calls or logins refused because their source failed too often (rate_limited).", []string{"reason"}, nil)
 )
 
 // trafficDescs are haproxy's counters by member (labels service, member) or by service

@@ -2,7 +2,6 @@ package agent_test
 
 import (
 	"net/http"
-	"path/filepath"
 	"syscall"
 	"testing"
 	"time"
@@ -11,7 +10,8 @@ import (
 // TestServerSlots: members of a sticky service (haproxy 2.6 refuses cookies on dynamic
 // servers, so this took a reload per change before server slots) join and leave by `set
 // server` on static slots, without a reload; a member that comes back gets its slot again;
-// a reload for another reason, and a kill -9 of clbd, keep every member in its slot and served.
+// a reload for another reason, and a kill -9 of clbd, keep every member in its slot and served;
+// a kill -9 between the runtime commands and the file's rewrite is repaired at start-up.
 func TestServerSlots(t *testing.T) {
 	s := newScenarioWith(t, true, "    sticky: true\n    health_check:\n      interval: 5s\n      timeout: 1s\n      healthy_threshold: 2\n      unhealthy_threshold: 2\n")
 	backend := "web_" + itoa(freePortOf(s.front))
@@ -73,8 +73,26 @@ func TestServerSlots(t *testing.T) {
 	if st := s.c.status(); st["reloads"].(float64) != 0 {
 		t.Errorf("registration after the restart took %v reloads, want 0", st["reloads"])
 	}
-	if got := string(readFile(t, filepath.Join(s.dir, "haproxy.cfg"))); got == "" {
-		t.Fatal("no haproxy.cfg")
+
+	// kill -9 between the runtime commands and the rewrite of haproxy.cfg (here: of an
+	// unregistration; the file put back as it was before it): the next clbd renders the
+	// state, installs it and reloads the haproxy it adopts, so the file, haproxy and
+	// state.json agree again.
+	before := readFile(t, s.hapCfg)
+	mustRun(t, "clb_unregister", "--server", "http://"+s.c.api, "--password-file", s.pwFile, "--service", "web", "--name", "b3")
+	s.c.stop(syscall.SIGKILL)
+	writeFile(t, s.hapCfg, string(before), 0o644)
+	s.c.start()
+	waitFor(t, 15*time.Second, "clbd's first apply after the restart", func() bool {
+		la, _ := s.c.status()["last_apply"].(map[string]any)
+		return la["result"] == "ok"
+	})
+	if got := slotOf(t, s.hapCfg, backend, "b3"); got != "" {
+		t.Errorf("after the restart, haproxy.cfg still has b3 in slot %s", got)
+	}
+	wantServed(t, s.front, 20, "b1", "b2")
+	if got1, got2 := slotOf(t, s.hapCfg, backend, "b1"), slotOf(t, s.hapCfg, backend, "b2"); got1 != slot1 || got2 != slot2 {
+		t.Errorf("after the stale-file restart: slots %q, %q, want %q, %q", got1, got2, slot1, slot2)
 	}
 }
 

@@ -100,6 +100,14 @@ type Service struct {
 	// join and leave them without a reload; when they run out, a reload grows the pool to half
 	// again what it needs. Size it for the members you expect to skip those reloads.
 	Slots int `yaml:"slots"`
+	// HTTPReuse is haproxy's http-reuse for the service's http backends: "safe" (haproxy's
+	// default and recommendation, also when empty), "aggressive", "always" or "never". Under
+	// safe, the first request of every client connection opens a backend connection of its
+	// own, so clients that close after each request get no reuse; aggressive reuses only
+	// connections that already carried two requests (which such clients never make); always
+	// reuses for every request, and suits members that do not close idle connections within
+	// a second or two of their last answer (see the README's "Connection reuse").
+	HTTPReuse string `yaml:"http_reuse"`
 }
 
 // Listener maps a port on the load balancer to a port on the members.

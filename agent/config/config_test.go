@@ -44,6 +44,7 @@ func TestConfigValidate(t *testing.T) {
 		{"keys file path with a newline", base + "keys_file: \"/etc/clb/keys\\n.yaml\"\n", "keys_file: path"},
 		{"tls cert without key", base + "tls_cert: /etc/clb/api.pem\n", "tls_cert and tls_key"},
 		{"draining negative", base + "    draining_timeout: -1s\n", "draining_timeout"},
+		{"bad http_reuse", base + "    http_reuse: sometimes\n", "http_reuse \"sometimes\": want one of safe"},
 		{"haproxy metrics on loopback", base + "haproxy_metrics_listen: \":9101\"\n", ""},
 		{"haproxy metrics, bare port", base + "haproxy_metrics_listen: \"9101\"\n", ""},
 		{"haproxy metrics on IPv6", base + "haproxy_metrics_listen: \"[::1]:9101\"\n", ""},

@@ -24,6 +24,8 @@ const (
 	maxThreshold = 10
 )
 
+var httpReuses = []string{"", "safe", "aggressive", "always", "never"}
+
 var balances = []string{"roundrobin", "leastconn", "first", "random", "source", "static-rr", "uri"}
 
 // Validate checks a config whose defaults are filled (SetDefaults) and changes nothing. Its
@@ -126,6 +128,9 @@ func (s *Service) Validate(name string) error {
 	}
 	if s.DrainingTimeout < 0 || s.DrainingTimeout > time.Hour {
 		return fail("draining_timeout %s: want 0s-1h", s.DrainingTimeout)
+	}
+	if !slices.Contains(httpReuses, s.HTTPReuse) {
+		return fail("http_reuse %q: want one of safe, aggressive, always, never (empty: safe)", s.HTTPReuse)
 	}
 	if s.Slots < 0 || s.Slots > MaxSlots {
 		return fail("slots %d: want 0 (the default, 8) to %d", s.Slots, MaxSlots)

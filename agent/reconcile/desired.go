@@ -32,7 +32,7 @@ func Desired(c *config.Config, snap store.Snapshot, slots *Slots, d render.Data)
 	d.MetricsListen = c.HaproxyMetricsListen
 	for _, name := range slices.Sorted(maps.Keys(c.Services)) {
 		svc := c.Services[name]
-		rs := render.Service{Name: name, Balance: svc.Balance, Sticky: svc.Sticky, Check: renderCheck(*svc.HealthCheck)}
+		rs := render.Service{Name: name, Balance: svc.Balance, Sticky: svc.Sticky, HTTPReuse: svc.HTTPReuse, Check: renderCheck(*svc.HealthCheck)}
 		weights := ZoneWeights(snap.Members[name], c.DisabledZones[name])
 		for i, l := range svc.Listeners {
 			mode := "http"

@@ -155,6 +155,8 @@ type Reconciler struct {
 	// drains in progress and the callers waiting for them.
 	drains  map[string]*haproxy.Drain
 	batches []*drainBatch
+	// goodUnsaved is the installed config when its last-known-good copy is not written yet.
+	goodUnsaved []byte
 	// installedCfg is the installed config, parsed (nil = parse it again).
 	installedCfg *haproxy.ParsedConfig
 	// layout is which service each backend of the installed config belongs to.
@@ -272,6 +274,7 @@ func (r *Reconciler) Run(ctx context.Context) error {
 			ticket, res = r.applyOnce(ctx, true)
 		}
 		r.finish(ticket, res)
+		r.saveLastGood()
 		retry = nil
 		if res.Err != nil {
 			backoff = min(max(2*backoff, time.Second), 30*time.Second)
@@ -585,12 +588,14 @@ func (r *Reconciler) Apply(ctx context.Context) error {
 		r.installed = nil
 		r.mu.Unlock()
 	}
-	return r.apply(ctx, true).Err
+	err := r.apply(ctx, true).Err
+	r.saveLastGood()
+	return err
 }
 
 // checkLive reports whether haproxy, running with an admin socket, holds a server slot other
-// than the installed config says (free, or at another address): clbd died between writing the
-// file and the runtime commands, or the admin socket was used by hand.
+// than the installed config says (free, or at another address): clbd died between the runtime
+// commands and writing the file, or the admin socket was used by hand.
 func (r *Reconciler) checkLive(ctx context.Context) bool {
 	r.mu.Lock()
 	running := r.running
@@ -702,13 +707,12 @@ func (r *Reconciler) installRuntime(ctx context.Context, prev, next haproxy.Pars
 	if err != nil {
 		return result{Err: err}, false
 	}
-	// The file first: if clbd dies between the two, a restart re-applies from the file
-	// (checkLive sees haproxy behind it). Readers of haproxy.cfg see a change once its call
-	// is answered.
-	if err := atomicfile.Write(r.output, out, 0o644); err != nil {
-		return result{Err: err}, false
-	}
-	// All commands on one connection.
+	// The commands first, all on one connection, then the file: haproxy routes the change
+	// one synced write earlier, and the call is answered after both, so readers of
+	// haproxy.cfg see a change once its call is answered. If clbd dies between the two, the
+	// state store has the change already and a restart finds haproxy ahead of the file
+	// (checkLive) and reloads it from a fresh render. If the commands fail, the fallback
+	// reload installs the file.
 	b := haproxy.NewBatch(rt)
 	drains, err := haproxy.ApplyServers(b, changes, next.Defaults, r.drainTimeout(lay))
 	if err == nil {
@@ -717,6 +721,15 @@ func (r *Reconciler) installRuntime(ctx context.Context, prev, next haproxy.Pars
 	if err != nil {
 		r.rt = nil // reconnect next time, in case the socket went away
 		return result{Err: err}, false
+	}
+	if err := atomicfile.Write(r.output, out, 0o644); err != nil {
+		// haproxy runs the change but the file does not hold it: a reload from the
+		// previous file would lose it. Report the apply failed: it is retried, and the
+		// retry (the file still differs from what haproxy runs) reloads.
+		r.mu.Lock()
+		r.installed = nil
+		r.mu.Unlock()
+		return result{Err: fmt.Errorf("write %s: %w", r.output, err)}, true
 	}
 	r.installedOK(out, &next, lay)
 	return result{Path: PathRuntime, drains: drains}, true
@@ -768,9 +781,21 @@ func (r *Reconciler) installedOK(out []byte, parsed *haproxy.ParsedConfig, lay l
 	r.reloadOnly = reloadOnly
 	r.mu.Unlock()
 	r.installedCfg, r.layout = parsed, lay
-	if err := atomicfile.Write(r.lastGood, out, 0o600); err != nil {
+	r.goodUnsaved = out
+}
+
+// saveLastGood writes the last-known-good copy of the config installed last, if it has not
+// been written yet: after the callers of the apply are answered (Run) or at the end of Apply,
+// so that it is not on the path of a registration. It is read only at start-up, when the
+// output is missing, and it is always a config haproxy ran.
+func (r *Reconciler) saveLastGood() {
+	if r.goodUnsaved == nil {
+		return
+	}
+	if err := atomicfile.Write(r.lastGood, r.goodUnsaved, 0o600); err != nil {
 		r.log.Warn("save last-known-good config", "path", r.lastGood, "err", err)
 	}
+	r.goodUnsaved = nil
 }
 
 // saveServerState dumps the servers' state for the next worker; without it, a reload would

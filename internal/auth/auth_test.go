@@ -294,8 +294,8 @@ func TestVerify(t *testing.T) {
 			if strings.Contains(err.Error(), sig) || strings.Contains(err.Error(), hex.EncodeToString(testKey)) {
 				t.Errorf("Verify() error %q reveals the signature or key", err)
 			}
-			if v.nonces.len() != 0 {
-				t.Errorf("refused request left %d nonces in the cache", v.nonces.len())
+			if v.nonces.Len() != 0 {
+				t.Errorf("refused request left %d nonces in the cache", v.nonces.Len())
 			}
 		})
 	}
@@ -354,7 +354,7 @@ func TestNonceCacheBounded(t *testing.T) {
 	if _, err := v.Verify(signAt(clock, 5), nil); err != nil {
 		t.Fatalf("after expiry: Verify() = %v", err)
 	}
-	if got := v.nonces.len(); got != 1 {
+	if got := v.nonces.Len(); got != 1 {
 		t.Errorf("nonces after pruning = %d, want 1", got)
 	}
 }
@@ -404,7 +404,7 @@ func TestVerifyConcurrent(t *testing.T) {
 	if got := accepted.Load(); got != 1 {
 		t.Errorf("shared request accepted %d times, want 1", got)
 	}
-	if got, want := v.nonces.len(), workers*each+1; got != want {
+	if got, want := v.nonces.Len(), workers*each+1; got != want {
 		t.Errorf("remembered nonces = %d, want %d", got, want)
 	}
 }

@@ -1,7 +1,7 @@
 package auth
 
 import (
-	"container/heap"
+	"clb/internal/replay"
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/hex"
@@ -10,7 +10,6 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 )
 
@@ -53,7 +52,7 @@ func WithClock(now func() time.Time) Option {
 func WithMaxNonces(n int) Option {
 	return func(v *Verifier) {
 		if n > 0 {
-			v.nonces.max = n
+			v.nonces.SetMax(n)
 		}
 	}
 }
@@ -64,7 +63,7 @@ type Verifier struct {
 	keys   Keys
 	skew   time.Duration
 	now    func() time.Time
-	nonces nonceCache
+	nonces *replay.Cache
 }
 
 // New returns a Verifier that looks keys up in keys.
@@ -73,7 +72,7 @@ func New(keys Keys, opts ...Option) *Verifier {
 		keys:   keys,
 		skew:   DefaultSkew,
 		now:    time.Now,
-		nonces: nonceCache{max: DefaultMaxNonces, seen: make(map[string]time.Time)},
+		nonces: replay.New(DefaultMaxNonces),
 	}
 	for _, o := range opts {
 		o(v)
@@ -150,8 +149,11 @@ func (v *Verifier) verify(r *http.Request, body []byte) (keyID string, scope Sco
 		return p.keyID, scope, fail("bad signature")
 	}
 
-	if err := v.nonces.add(p.keyID+"\x00"+p.nonce, now, 2*v.skew); err != nil {
-		return p.keyID, scope, err
+	switch err := v.nonces.Add(p.keyID+"\x00"+p.nonce, now.Add(2*v.skew), now); {
+	case errors.Is(err, replay.ErrReplayed):
+		return p.keyID, scope, fail("replayed nonce")
+	case err != nil:
+		return p.keyID, scope, fail("nonce cache full")
 	}
 	return p.keyID, k.Scope, nil
 }
@@ -253,60 +255,4 @@ func isHex(s string) bool {
 		}
 	}
 	return true
-}
-
-// nonceCache remembers accepted nonces until they expire. A min-heap on the expiry time lets
-// every insert prune the expired entries first, so memory stays bounded by max.
-type nonceCache struct {
-	mu   sync.Mutex
-	max  int
-	seen map[string]time.Time
-	exp  expiryHeap
-}
-
-// add records id until now+ttl, or fails if id is already known or the cache is full.
-func (c *nonceCache) add(id string, now time.Time, ttl time.Duration) error {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	for len(c.exp) > 0 && c.exp[0].at.Before(now) {
-		e := heap.Pop(&c.exp).(expiry)
-		delete(c.seen, e.id)
-	}
-	if _, ok := c.seen[id]; ok {
-		return fail("replayed nonce")
-	}
-	if len(c.seen) >= c.max {
-		return fail("nonce cache full")
-	}
-	at := now.Add(ttl)
-	c.seen[id] = at
-	heap.Push(&c.exp, expiry{at: at, id: id})
-	return nil
-}
-
-// len returns the number of remembered nonces.
-func (c *nonceCache) len() int {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return len(c.seen)
-}
-
-type expiry struct {
-	at time.Time
-	id string
-}
-
-// expiryHeap is a container/heap of expiries, earliest first.
-type expiryHeap []expiry
-
-func (h expiryHeap) Len() int           { return len(h) }
-func (h expiryHeap) Less(i, j int) bool { return h[i].at.Before(h[j].at) }
-func (h expiryHeap) Swap(i, j int)      { h[i], h[j] = h[j], h[i] }
-func (h *expiryHeap) Push(x any)        { *h = append(*h, x.(expiry)) }
-func (h *expiryHeap) Pop() any {
-	old := *h
-	e := old[len(old)-1]
-	old[len(old)-1] = expiry{}
-	*h = old[:len(old)-1]
-	return e
 }

@@ -1,5 +1,7 @@
 // Package clbdcli is clbd's command line (urfave/cli): the daemon and its subcommands (render,
-// check, keys, passwd, store migrate, version). cmd/clbd only calls Main; the man pages and
+// check, keys, passwd, store migrate, version) and the operator commands over the running
+// clbd's API (status, members, zone disable|enable, unregister: ops_cmd.go, apiclient.go,
+// table.go). cmd/clbd only calls Main; the man pages and
 // completions are generated from App (internal/tools/gendocs). It builds the config (defaults,
 // the file, the flags), hands it to package agent and turns errors into exit codes (exitcodes.go).
 //
@@ -64,17 +66,28 @@ func flags() []cli.Flag {
 	}
 }
 
-// App is clbd's command line: the daemon by default, and render, check and version.
+// operatingHelp is the operator commands' part of `clbd help`.
+const operatingHelp = `Without a command, clbd runs the daemon. The operator commands status, members, zone and
+unregister talk to the running clbd's API, found and signed from the config file clbd reads
+(--config, default /etc/clb/clbd.yaml, and --state-dir): its listen address on loopback, https
+when it serves TLS (verified against its tls_cert), and the keys file's first admin key, else
+the password file (key "default": reading works, zone and admin actions need an admin key:
+clbd keys add --scope admin ID). Run them as root or as clb-server. Tables by default; --json
+prints the API's JSON answer (status: {"status": ..., "services": [...]}).`
+
+// App is clbd's command line: the daemon by default, render, check, keys, passwd, store,
+// version, and the operator commands (status, members, zone, unregister).
 func App(stdout, stderr io.Writer) *cli.App {
 	return &cli.App{
-		Name:      "clbd",
-		Usage:     "register members into haproxy: the clb load-balancer agent",
-		Version:   agent.Version,
-		Writer:    stdout,
-		ErrWriter: stderr,
-		Flags:     flags(),
-		Action:    func(c *cli.Context) error { return runDaemon(c, stderr) },
-		Commands: []*cli.Command{
+		Name:        "clbd",
+		Usage:       "register members into haproxy: the clb load-balancer agent",
+		Version:     agent.Version,
+		Writer:      stdout,
+		ErrWriter:   stderr,
+		Flags:       flags(),
+		Action:      func(c *cli.Context) error { return runDaemon(c, stderr) },
+		Description: operatingHelp + "\n\n" + exitHelp,
+		Commands: append([]*cli.Command{
 			{Name: "render", Usage: "print the haproxy.cfg the current state would produce", Flags: flags(),
 				Action: func(c *cli.Context) error { return renderCmd(c, stdout, false) }},
 			{Name: "check", Usage: "render and run haproxy -c; exit 0 only if haproxy accepts it", Flags: flags(),
@@ -86,7 +99,7 @@ func App(stdout, stderr io.Writer) *cli.App {
 				fmt.Fprintf(stdout, "clbd %s\n", agent.Version)
 				return nil
 			}},
-		},
+		}, opCommands(stdout, stderr)...),
 		ExitErrHandler: func(*cli.Context, error) {},
 	}
 }

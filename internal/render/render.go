@@ -36,9 +36,11 @@ type Data struct {
 
 // Service is one load-balanced service.
 type Service struct {
-	Name      string
-	Balance   string
-	Sticky    bool
+	Name    string
+	Balance string
+	Sticky  bool
+	// HTTPReuse is the http-reuse mode of the service's http backends ("": haproxy's default).
+	HTTPReuse string
 	Check     Check
 	Listeners []Listener
 }
