@@ -291,6 +291,10 @@ func (a *Agent) newReconciler(cfg *config.Config) error {
 	o.Running = !cfg.Managed && (cfg.ReloadCmd != "" || cfg.RuntimeSocket != "")
 	a.rec = reconcile.New(o)
 	a.rec.LoadInstalled()
+	if ls, ok := a.store.(localStore); ok {
+		// Changes reach haproxy while state.json is synced (reconcile.StagedMembers).
+		ls.SetOnStage(a.rec.Kick)
+	}
 	return nil
 }
 

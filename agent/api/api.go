@@ -323,7 +323,7 @@ func (h *Server) register(r *http.Request, body []byte, name string) (int, any, 
 	}
 	changed, err := h.saveMember(service, m, req.TTL)
 	if err != nil {
-		return 0, nil, storeError("save registration", err)
+		return 0, nil, h.memberStoreError(r, "save registration", err)
 	}
 	if changed {
 		h.log.Info("member registered", "service", service, "member", m.Name, "addr", m.Address, "port", m.Port)
@@ -384,7 +384,7 @@ func (h *Server) deleteSelf(r *http.Request, body []byte) (int, any, error) {
 			continue // gone meanwhile: its own unregister waits for it
 		}
 		if err != nil {
-			return 0, nil, storeError("save unregistration", err)
+			return 0, nil, h.memberStoreError(r, "save unregistration", err)
 		}
 		h.log.Info("member unregistered", "service", service, "member", name, "addr", m.Address, "port", m.Port)
 		h.d.OnChange(service, "unregister")
@@ -432,7 +432,7 @@ func (h *Server) unregister(r *http.Request, service, name string) (int, any, er
 		return 0, nil, errorf(http.StatusNotFound, "not_found", "member %q is not registered in service %s", name, service)
 	}
 	if err != nil {
-		return 0, nil, storeError("save unregistration", err)
+		return 0, nil, h.memberStoreError(r, "save unregistration", err)
 	}
 	h.log.Info("member unregistered", "service", service, "member", name)
 	h.d.OnChange(service, "unregister")

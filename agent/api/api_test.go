@@ -157,7 +157,7 @@ func TestHandlers(t *testing.T) {
 	}{
 		{name: "register applied", key: "default", method: "PUT", path: "/v1/services/web/members/m1", wantStatus: 200, wantTriggers: 1},
 		{name: "register not applied", apply: errors.New("haproxy refused"), key: "default", method: "PUT", path: "/v1/services/web/members/m1", wantStatus: 503, wantCode: "not_applied", wantTriggers: 1},
-		{name: "disk full", members: full, key: "default", method: "PUT", path: "/v1/services/web/members/m1", wantStatus: 503, wantCode: "store_unavailable", wantRetryAfter: "5"},
+		{name: "disk full", members: full, key: "default", method: "PUT", path: "/v1/services/web/members/m1", wantStatus: 503, wantCode: "store_unavailable", wantRetryAfter: "5", wantTriggers: 1}, // the apply that takes a staged change out of haproxy again
 		{name: "etcd down", members: store.ErrUnavailable, key: "default", method: "PUT", path: "/v1/services/web/members/m1", wantStatus: 503, wantCode: "store_unavailable", wantRetryAfter: "1"},
 		{name: "unknown error is 500", members: errors.New("boom"), key: "default", method: "PUT", path: "/v1/services/web/members/m1", wantStatus: 500, wantCode: "internal"},
 		{name: "unknown service", key: "default", method: "PUT", path: "/v1/services/api/members/m1", wantStatus: 404, wantCode: "not_found"},

@@ -11,6 +11,24 @@ import (
 	"clb/internal/store"
 )
 
+// memberStoreError is storeError for a membership change. When the state could not be
+// written, the change may already have reached haproxy (the reconciler applies staged changes
+// while they are written: reconcile.StagedMembers); the answer waits, bounded, for the apply
+// that takes it out again, so that "haproxy keeps serving the last membership" is true when
+// the caller reads it.
+func (h *Server) memberStoreError(r *http.Request, what string, err error) error {
+	if errors.Is(err, store.ErrNotSaved) {
+		t := time.NewTimer(5 * time.Second)
+		defer t.Stop()
+		select {
+		case <-h.d.Applier.Trigger():
+		case <-r.Context().Done():
+		case <-t.C:
+		}
+	}
+	return storeError(what, err)
+}
+
 // storeError turns a store failure into the API's answer.
 func storeError(what string, err error) error {
 	var ae *Error

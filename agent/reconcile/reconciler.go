@@ -54,6 +54,18 @@ type Members interface {
 	Snapshot() store.Snapshot
 }
 
+// StagedMembers is a store whose changes can be applied while they are being written (the
+// local state file: store.Store.Staged). The reconciler renders its staged state: a
+// registration reaches haproxy while state.json is synced instead of after, and its call is
+// still answered only once both are done (the API triggers the apply that answers after the
+// write). If the write fails, the store takes the change back and kicks the reconciler, whose
+// next apply takes it out of haproxy again; a clbd killed before the write finishes renders
+// the state file at start-up and corrects haproxy the same way.
+type StagedMembers interface {
+	Members
+	Staged() store.Snapshot
+}
+
 // Observer is told of every apply (metrics); nil is allowed.
 type Observer interface {
 	ObserveApply(path string, err error, d time.Duration)
@@ -155,6 +167,8 @@ type Reconciler struct {
 	// drains in progress and the callers waiting for them.
 	drains  map[string]*haproxy.Drain
 	batches []*drainBatch
+	// fileStale: haproxy runs the installed config but writing it to the output failed.
+	fileStale bool
 	// goodUnsaved is the installed config when its last-known-good copy is not written yet.
 	goodUnsaved []byte
 	// installedCfg is the installed config, parsed (nil = parse it again).
@@ -212,6 +226,15 @@ type drainBatch struct {
 	pending map[string]bool
 	waiters []waiter
 	res     result
+}
+
+// Kick asks for an apply without waiting for it: a store's staged change (StagedMembers). It
+// never blocks.
+func (r *Reconciler) Kick() {
+	select {
+	case r.kick <- struct{}{}:
+	default:
+	}
 }
 
 // Trigger asks for an apply that includes every change made before the call, and returns a
@@ -523,7 +546,12 @@ func (r *Reconciler) render() ([]byte, render.Data, uint64, error) {
 		// every member. haproxy keeps what it runs.
 		return nil, render.Data{}, 0, err
 	}
-	snap := r.store.Snapshot()
+	var snap store.Snapshot
+	if st, ok := r.store.(StagedMembers); ok {
+		snap = st.Staged()
+	} else {
+		snap = r.store.Snapshot()
+	}
 	cfg := r.config()
 	r.slots.Assign(cfg, snap, r.busySlot)
 	data := Desired(cfg, snap, r.slots, render.Data{TemplateSource: source, AdminSocket: r.admin, ServerStateFile: r.stateFile})
@@ -640,6 +668,12 @@ func (r *Reconciler) install(ctx context.Context, out []byte, data render.Data, 
 	same, running := bytes.Equal(out, r.installed), r.running
 	prev := r.installed
 	r.mu.Unlock()
+	if same && r.fileStale {
+		// haproxy runs out, the file is behind (a write failed): write it again.
+		if err := r.writeOutput(out); err != nil {
+			return result{Err: err}
+		}
+	}
 	if same {
 		// After a restart of clbd, the file it found: learn its layout for drains and health.
 		if r.installedCfg == nil {
@@ -722,17 +756,24 @@ func (r *Reconciler) installRuntime(ctx context.Context, prev, next haproxy.Pars
 		r.rt = nil // reconnect next time, in case the socket went away
 		return result{Err: err}, false
 	}
-	if err := atomicfile.Write(r.output, out, 0o644); err != nil {
-		// haproxy runs the change but the file does not hold it: a reload from the
-		// previous file would lose it. Report the apply failed: it is retried, and the
-		// retry (the file still differs from what haproxy runs) reloads.
-		r.mu.Lock()
-		r.installed = nil
-		r.mu.Unlock()
-		return result{Err: fmt.Errorf("write %s: %w", r.output, err)}, true
-	}
 	r.installedOK(out, &next, lay)
+	if err := r.writeOutput(out); err != nil {
+		// haproxy runs the change but the file does not hold it. The apply is reported
+		// failed and retried; until a write succeeds, every apply tries the file again.
+		return result{Path: PathRuntime, drains: drains, Err: err}, true
+	}
 	return result{Path: PathRuntime, drains: drains}, true
+}
+
+// writeOutput writes the config haproxy runs to the output file, and remembers whether the
+// file is behind haproxy (fileStale) when the write fails.
+func (r *Reconciler) writeOutput(out []byte) error {
+	if err := atomicfile.Write(r.output, out, 0o644); err != nil {
+		r.fileStale = true
+		return fmt.Errorf("write %s: %w", r.output, err)
+	}
+	r.fileStale = false
+	return nil
 }
 
 // installReload is the full path: haproxy -c on a temp file, atomic install, reload.
@@ -754,6 +795,7 @@ func (r *Reconciler) installReload(ctx context.Context, out, prev []byte, runnin
 	if err := atomicfile.Install(tmp, r.output); err != nil {
 		return result{Err: err}
 	}
+	r.fileStale = false
 	path := PathInstalled
 	if running && r.reloader != nil {
 		path = PathReload

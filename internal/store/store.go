@@ -58,6 +58,8 @@ type Store struct {
 	// inflight is the batch being written; pending collects the changes staged since, for the
 	// next write. Either may be nil.
 	inflight, pending *batch
+	// onStage, when set, is told that staged changed (SetOnStage).
+	onStage func()
 }
 
 // view is one version of the membership. The maps of one service are never changed once in a
@@ -202,8 +204,38 @@ type Snapshot struct {
 func (s *Store) Snapshot() Snapshot {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	snap := Snapshot{Generation: s.gen, Members: make(map[string][]model.Member, len(s.durable.services))}
-	for name, ms := range s.durable.services {
+	return s.durable.snapshot(s.gen)
+}
+
+// Staged returns the state with the changes being written and those waiting for the next
+// write: what Snapshot returns once they are on disk, with the generation it will have then.
+// A change here may still fail to be written (then it is gone again, and SetOnStage's
+// function is told).
+func (s *Store) Staged() Snapshot {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	gen := s.gen
+	if s.inflight != nil {
+		gen++
+	}
+	if s.pending != nil {
+		gen++
+	}
+	return s.staged.snapshot(gen)
+}
+
+// SetOnStage sets f, called after a change is staged, before it is written, and after a
+// failed write took staged changes back: so that a reader of Staged can act on a change
+// while it is being written. f is called without the store's lock and must not block.
+func (s *Store) SetOnStage(f func()) {
+	s.mu.Lock()
+	s.onStage = f
+	s.mu.Unlock()
+}
+
+func (v view) snapshot(gen uint64) Snapshot {
+	snap := Snapshot{Generation: gen, Members: make(map[string][]model.Member, len(v.services))}
+	for name, ms := range v.services {
 		snap.Members[name] = record(ms).Members
 	}
 	return snap
@@ -220,8 +252,11 @@ func (s *Store) commit() error {
 			s.pending.turn <- struct{}{}
 		}
 	}
-	b := s.pending
+	b, staged := s.pending, s.onStage
 	s.mu.Unlock()
+	if staged != nil {
+		staged()
+	}
 	return s.wait(b)
 }
 
@@ -275,6 +310,12 @@ func (s *Store) flush(b *batch) {
 		err = fmt.Errorf("%w: %w", ErrNotSaved, cause)
 	}
 
+	var undone func() // told after the lock is released, when staged changes were taken back
+	defer func() {
+		if undone != nil {
+			undone()
+		}
+	}()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.inflight = nil
@@ -282,6 +323,7 @@ func (s *Store) flush(b *batch) {
 	close(b.done)
 	if err != nil {
 		s.staged = s.durable.clone()
+		undone = s.onStage
 		if p := s.pending; p != nil {
 			p.err = fmt.Errorf("%w (the write before it failed): %w", ErrNotSaved, cause)
 			close(p.done)
