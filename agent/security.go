@@ -30,7 +30,11 @@ func (a *Agent) AuthFailures() uint64 {
 	if a.api == nil {
 		return 0
 	}
-	return a.api.AuthFailures()
+	n := a.api.AuthFailures()
+	if a.aws != nil {
+		n += a.aws.AuthFailures()
+	}
+	return n
 }
 
 // AuthRateLimited is the number of requests refused with 429 because their source had too
@@ -89,7 +93,7 @@ func (a *Agent) readKeys(cfg *config.Config, first bool) (map[string]auth.Key, e
 				a.log.Warn("password file is readable by other users; chmod 600 it", "path", pwPath, "err", err)
 			}
 		}
-		keys[auth.DefaultKeyID] = auth.Key{Signing: auth.DeriveKey(pw), Scope: auth.ScopeRegisterAll}
+		keys[auth.DefaultKeyID] = auth.Key{Signing: auth.DeriveKey(pw), Secret: pw, Scope: auth.ScopeRegisterAll}
 	}
 	if cfg.KeysFile != "" {
 		kf, err := auth.LoadKeysFile(cfg.KeysFile, os.Getuid())

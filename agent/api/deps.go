@@ -65,6 +65,8 @@ type Deps struct {
 	Applier     Applier
 	Definitions Definitions
 	Status      Status
+	// Instances is the instance registry (PUT /v1/instances/{id}); nil serves none.
+	Instances Instances
 	// Verifier checks request signatures; Limiter counts failed authentications per source.
 	Verifier *auth.Verifier
 	Limiter  *ratelimit.Limiter

@@ -74,6 +74,13 @@ type Config struct {
 	// MaxMembers bounds the members of one service.
 	MaxMembers int `yaml:"max_members"`
 
+	// AWSListen, when set, serves the AWS ELB (Classic, 2012-06-01) Query API on its own
+	// listener (package awsapi), over TLS when the native API uses it. Off by default.
+	AWSListen string `yaml:"aws_listen"`
+	// AWSDNSName is the DNSName the ELB API gives a load balancer: "{name}" is replaced by
+	// the load balancer's name. Empty: NAME.<host the client called>.
+	AWSDNSName string `yaml:"aws_dns_name"`
+
 	// Store is where the membership lives: the state dir (default) or etcd (storecfg.go).
 	Store StoreConfig `yaml:"store"`
 

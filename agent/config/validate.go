@@ -251,6 +251,16 @@ func (c *Config) validateSecurity() []error {
 			errs = append(errs, fmt.Errorf("listen %q: %w", clipText(c.Listen), err))
 		}
 	}
+	if c.AWSListen != "" {
+		if err := validListen(c.AWSListen); err != nil {
+			errs = append(errs, fmt.Errorf("aws_listen %q: %w", clipText(c.AWSListen), err))
+		} else if c.AWSListen == c.Listen {
+			errs = append(errs, fmt.Errorf("aws_listen %q: the native API listens there; give the AWS API its own port", clipText(c.AWSListen)))
+		}
+	}
+	if len(c.AWSDNSName) > 253 || strings.ContainsAny(c.AWSDNSName, " \t\r\n<>&\"'") {
+		errs = append(errs, fmt.Errorf("aws_dns_name %q: want a host name pattern with {name}", clipText(c.AWSDNSName)))
+	}
 	return errs
 }
 

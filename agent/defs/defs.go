@@ -15,6 +15,7 @@ import (
 	"path/filepath"
 	"slices"
 	"sync"
+	"time"
 
 	"gopkg.in/yaml.v3"
 
@@ -49,6 +50,31 @@ type File struct {
 	Services map[string]config.Service `yaml:"services,omitempty"`
 	// DisabledZones by service.
 	DisabledZones map[string][]string `yaml:"disabled_zones,omitempty"`
+	// Instances is the instance registry: what a member machine announced of itself
+	// (clb_register --instance-id), by instance id. The AWS API registers instances by id.
+	Instances map[string]Instance `yaml:"instances,omitempty"`
+	// LoadBalancers are the ELB attributes of services created through the AWS API, by
+	// service name: what clb's service model has no place for.
+	LoadBalancers map[string]LoadBalancer `yaml:"load_balancers,omitempty"`
+}
+
+// Instance is a member machine as it announced itself.
+type Instance struct {
+	Address string `yaml:"address" json:"address"`
+	Zone    string `yaml:"zone,omitempty" json:"zone,omitempty"`
+}
+
+// LoadBalancer is what the AWS API keeps of a load balancer beside its service.
+type LoadBalancer struct {
+	// Name is the name as the client spelled it (ELB names have upper case; services not).
+	Name string `yaml:"name"`
+	// Zones are the availability zones the load balancer routes to (Enable/Disable change
+	// them), in the order they were given.
+	Zones   []string  `yaml:"zones,omitempty,flow"`
+	Created time.Time `yaml:"created"`
+	Scheme  string    `yaml:"scheme,omitempty"`
+	// Tags are the load balancer's tags (AddTags, RemoveTags).
+	Tags map[string]string `yaml:"tags,omitempty"`
 }
 
 // Open reads the local definitions of a state dir (none yet is fine).
@@ -80,9 +106,17 @@ func (d *Defs) Snapshot() File {
 }
 
 func (f File) clone() File {
-	out := File{Services: maps.Clone(f.Services), DisabledZones: map[string][]string{}}
+	out := File{Services: maps.Clone(f.Services), DisabledZones: map[string][]string{},
+		Instances: maps.Clone(f.Instances), LoadBalancers: map[string]LoadBalancer{}}
 	if out.Services == nil {
 		out.Services = map[string]config.Service{}
+	}
+	if out.Instances == nil {
+		out.Instances = map[string]Instance{}
+	}
+	for k, v := range f.LoadBalancers {
+		v.Zones, v.Tags = slices.Clone(v.Zones), maps.Clone(v.Tags)
+		out.LoadBalancers[k] = v
 	}
 	for k, v := range f.DisabledZones {
 		out.DisabledZones[k] = slices.Clone(v)

@@ -1,0 +1,419 @@
+package agent
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"clb/agent/config"
+	"clb/internal/auth"
+	"clb/internal/testutil"
+)
+
+// The AWS ELB front driven by the real clients Debian packages (boto 2.49, boto3 1.26, the
+// AWS CLI 2.9, libcloud 3.4.1) against an in-process clbd with a managed haproxy and real
+// backends on loopback addresses, checking the traffic through haproxy after each step.
+
+const (
+	awsAdminID     = "ops"
+	awsAdminSecret = "ops-secret-0123456789abcdef"
+	awsRegID       = "webreg"
+	awsRegSecret   = "webreg-secret-0123456789ab"
+)
+
+// elbEnv is a running clbd with the AWS front, two announced instances with backends and a
+// config-file service.
+type elbEnv struct {
+	t        *testing.T
+	a        *Agent
+	api, aws string // host:port
+	instPort int
+	logs     *testutil.SyncBuffer
+}
+
+// instances: id → loopback address and zone; each runs a backend answering its id.
+var elbInstances = []struct{ id, addr, zone string }{
+	{"i-4f8cf126", "127.0.0.2", "us-east-1a"},
+	{"i-0bb7ca62", "127.0.0.3", "us-east-1b"},
+}
+
+func startELB(t *testing.T) *elbEnv {
+	t.Helper()
+	requireHaproxy(t)
+	for _, p := range []string{"/usr/bin/python3", "/usr/bin/aws"} {
+		if _, err := os.Stat(p); err != nil {
+			t.Skipf("%s not installed (make test installs python3-boto, python3-boto3, awscli, python3-libcloud)", p)
+		}
+	}
+	dir := testutil.ShortDir(t)
+	pw := filepath.Join(dir, "pw")
+	awsWriteFile(t, pw, testPassword+"\n", 0o600)
+	keys := filepath.Join(dir, "keys.yaml")
+	awsWriteFile(t, keys, fmt.Sprintf("keys:\n  - {id: %s, secret: %s, scope: admin}\n  - {id: %s, secret: %s, scope: register, services: [\"web*\"]}\n",
+		awsAdminID, awsAdminSecret, awsRegID, awsRegSecret), 0o600)
+	e := &elbEnv{t: t, instPort: testutil.FreePort(t), logs: &testutil.SyncBuffer{}}
+	cfg := config.Defaults()
+	yaml := fmt.Sprintf("services:\n  legacy:\n    listeners:\n      - port: %d\n        address: 127.0.0.1\n        member_port: 9\n", testutil.FreePort(t))
+	if err := config.Decode(&cfg, []byte(yaml), "test"); err != nil {
+		t.Fatal(err)
+	}
+	e.aws = fmt.Sprintf("127.0.0.1:%d", testutil.FreePort(t))
+	cfg.Listen, cfg.StateDir, cfg.Templates, cfg.AWSListen = "127.0.0.1:0", dir, filepath.Join(dir, "templates"), e.aws
+	cfg.Managed, cfg.Output = true, filepath.Join(dir, config.ManagedCfgName)
+	cfg.PasswordFile, cfg.KeysFile = pw, keys
+	cfg.RequestTimeout = 15 * time.Second
+	cfg.AuthFailBurst = 50
+	log := slog.New(slog.NewTextHandler(e.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	a, addr := startAgent(t, &cfg, Options{Logger: log})
+	e.a, e.api = a, addr.String()
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("clbd log:\n%s", e.logs.String())
+		}
+	})
+	for _, in := range elbInstances {
+		awsBackend(t, in.id, net.JoinHostPort(in.addr, fmt.Sprint(e.instPort)))
+		body, _ := json.Marshal(map[string]string{"address": in.addr, "zone": in.zone})
+		if code, out := e.native("PUT", "/v1/instances/"+in.id, awsAdminID, awsAdminSecret, body); code != http.StatusOK {
+			t.Fatalf("announce %s: %d %s", in.id, code, out)
+		}
+	}
+	return e
+}
+
+// native calls the native API signed with a key.
+func (e *elbEnv) native(method, path, keyID, secret string, body []byte) (int, string) {
+	e.t.Helper()
+	req, err := http.NewRequest(method, "http://"+e.api+path, bytes.NewReader(body))
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	if err := auth.Sign(req, keyID, auth.DeriveKey([]byte(secret)), body, time.Now()); err != nil {
+		e.t.Fatal(err)
+	}
+	resp, err := awsAPIClient.Do(req)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	out, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(out)
+}
+
+// served sends n requests to a front port and counts the answers by body ("ERR" for
+// failures, "503" and the like for haproxy's own answers).
+func served(t *testing.T, port, n int) map[string]int {
+	t.Helper()
+	return testutil.Spread(awsProxied, fmt.Sprintf("http://127.0.0.1:%d/", port), n)
+}
+
+// wantOnly checks that n requests reached exactly the instances named (none: no instance).
+func wantOnly(t *testing.T, step string, port, n int, ids ...string) {
+	t.Helper()
+	got := served(t, port, n)
+	for _, in := range elbInstances {
+		want := false
+		for _, id := range ids {
+			want = want || id == in.id
+		}
+		if want && got[in.id] == 0 || !want && got[in.id] > 0 {
+			t.Fatalf("after %s: %d requests reached %v, want exactly %v", step, n, got, ids)
+		}
+	}
+}
+
+// pyDriver is one Python process of a client library, fed one statement block per step.
+type pyDriver struct {
+	t     *testing.T
+	cmd   *exec.Cmd
+	in    io.WriteCloser
+	out   *bufio.Scanner
+	lines chan string
+}
+
+// pyPrelude runs each block read from stdin (one JSON string a line) and answers one JSON
+// line: {"ok": true, "result": the value of _} or the error's class, AWS code and message.
+const pyPrelude = `
+import sys, json
+g = {}
+def code_of(e):
+    c = getattr(e, "error_code", None)
+    if c: return c
+    r = getattr(e, "response", None)
+    if isinstance(r, dict): return r.get("Error", {}).get("Code")
+    return None
+for line in sys.stdin:
+    g["_"] = None
+    try:
+        exec(json.loads(line), g)
+        out = {"ok": True, "result": g.get("_")}
+    except Exception as e:
+        out = {"ok": False, "error": type(e).__name__, "code": code_of(e), "msg": str(e)[:2000]}
+    print(json.dumps(out, default=str), flush=True)
+`
+
+func startPython(t *testing.T) *pyDriver {
+	t.Helper()
+	d := &pyDriver{t: t, lines: make(chan string)}
+	d.cmd = exec.Command("/usr/bin/python3", "-c", pyPrelude)
+	d.cmd.Env = awsCleanEnv()
+	var err error
+	if d.in, err = d.cmd.StdinPipe(); err != nil {
+		t.Fatal(err)
+	}
+	stdout, err := d.cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var stderr testutil.SyncBuffer
+	d.cmd.Stderr = &stderr
+	if err := d.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		sc := bufio.NewScanner(stdout)
+		sc.Buffer(make([]byte, 1<<20), 1<<20)
+		for sc.Scan() {
+			d.lines <- sc.Text()
+		}
+		close(d.lines)
+	}()
+	t.Cleanup(func() {
+		d.in.Close()
+		done := make(chan struct{})
+		go func() { d.cmd.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(10 * time.Second):
+			d.cmd.Process.Kill()
+			<-done
+		}
+		if t.Failed() && stderr.String() != "" {
+			t.Logf("python stderr:\n%s", stderr.String())
+		}
+	})
+	return d
+}
+
+type pyResult struct {
+	OK     bool   `json:"ok"`
+	Result any    `json:"result"`
+	Error  string `json:"error"`
+	Code   string `json:"code"`
+	Msg    string `json:"msg"`
+}
+
+// try runs a block and returns its outcome (bounded: 60 s).
+func (d *pyDriver) try(code string) pyResult {
+	d.t.Helper()
+	b, _ := json.Marshal(code)
+	if _, err := fmt.Fprintf(d.in, "%s\n", b); err != nil {
+		d.t.Fatalf("python: %v", err)
+	}
+	select {
+	case line, ok := <-d.lines:
+		if !ok {
+			d.t.Fatalf("python exited running:\n%s", code)
+		}
+		var r pyResult
+		if err := json.Unmarshal([]byte(line), &r); err != nil {
+			d.t.Fatalf("python answered %q: %v", line, err)
+		}
+		return r
+	case <-time.After(60 * time.Second):
+		d.t.Fatalf("python did not answer within 60s:\n%s", code)
+	}
+	return pyResult{}
+}
+
+// run runs a block that must succeed and returns the value of _.
+func (d *pyDriver) run(code string) any {
+	d.t.Helper()
+	r := d.try(code)
+	if !r.OK {
+		d.t.Fatalf("python failed: %s %s: %s\nrunning:\n%s", r.Error, r.Code, r.Msg, code)
+	}
+	return r.Result
+}
+
+// fails runs a block that must fail with an AWS error code (found in the code or the message).
+func (d *pyDriver) fails(code, want string) {
+	d.t.Helper()
+	r := d.try(code)
+	if r.OK {
+		d.t.Fatalf("python succeeded, want error %s; result %v\nrunning:\n%s", want, r.Result, code)
+	}
+	if r.Code != want && !strings.Contains(r.Msg, want) {
+		d.t.Fatalf("python failed with %s %s: %s; want %s\nrunning:\n%s", r.Error, r.Code, r.Msg, want, code)
+	}
+}
+
+// awsProxied opens a new connection per request, so that every request sees the current
+// haproxy worker; awsAPIClient waits for applies.
+var (
+	awsProxied   = &http.Client{Timeout: 3 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
+	awsAPIClient = &http.Client{Timeout: 60 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
+)
+
+func awsWriteFile(t *testing.T, path, content string, mode os.FileMode) {
+	t.Helper()
+	if err := os.WriteFile(path, []byte(content), mode); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// awsBackend is a real HTTP server on addr answering its name, until the test ends.
+func awsBackend(t *testing.T, name, addr string) {
+	t.Helper()
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, name) })}
+	go srv.Serve(ln)
+	t.Cleanup(func() { srv.Close() })
+}
+
+func awsCleanEnv() []string {
+	return []string{"PATH=/usr/bin:/bin", "HOME=" + os.TempDir(), "AWS_CONFIG_FILE=/dev/null", "AWS_SHARED_CREDENTIALS_FILE=/dev/null",
+		"BOTO_CONFIG=/dev/null", "AWS_EC2_METADATA_DISABLED=true", "AWS_PAGER="}
+}
+
+func strs(v any) []string {
+	var out []string
+	list, _ := v.([]any)
+	for _, x := range list {
+		out = append(out, fmt.Sprint(x))
+	}
+	return out
+}
+
+func (e *elbEnv) boto2(t *testing.T, keyID, secret string) *pyDriver {
+	d := startPython(t)
+	host, port, _ := net.SplitHostPort(e.aws)
+	d.run(fmt.Sprintf(`
+import boto.ec2.elb, boto.exception
+from boto.regioninfo import RegionInfo
+from boto.ec2.elb import HealthCheck
+conn = boto.ec2.elb.ELBConnection(aws_access_key_id=%q, aws_secret_access_key=%q, region=RegionInfo(name="local", endpoint=%q), port=%s, is_secure=False)
+`, keyID, secret, host, port))
+	return d
+}
+
+// TestELBBoto2Tutorial runs every step of boto's ELB tutorial (seed 000) with boto 2.
+func TestELBBoto2Tutorial(t *testing.T) {
+	e := startELB(t)
+	d := e.boto2(t, awsAdminID, awsAdminSecret)
+	front, tcpFront := testutil.FreePort(t), testutil.FreePort(t)
+
+	if got := strs(d.run(`_ = [lb.name for lb in conn.get_all_load_balancers()]`)); len(got) != 1 || got[0] != "legacy" {
+		t.Fatalf("get_all_load_balancers = %v, want the config file's service legacy", got)
+	}
+	d.fails(`conn.get_all_load_balancers(load_balancer_names=['load-balancer-prod'])`, "LoadBalancerNotFound")
+
+	d.run(fmt.Sprintf(`
+hc = HealthCheck(interval=20, healthy_threshold=3, unhealthy_threshold=5, target='HTTP:%d/health')
+regions = ['us-east-1a', 'us-east-1b']
+ports = [(%d, %d, 'http'), (%d, %d, 'tcp')]
+lb = conn.create_load_balancer('my-lb', regions, ports)
+`, e.instPort, front, e.instPort, tcpFront, e.instPort))
+	if got := d.run(`_ = lb.configure_health_check(hc).target`); got != fmt.Sprintf("HTTP:%d/health", e.instPort) {
+		t.Fatalf("configure_health_check target = %v", got)
+	}
+	if got := d.run(`_ = lb.dns_name`); got != "my-lb.127.0.0.1" {
+		t.Fatalf("dns_name = %v, want my-lb.127.0.0.1 (no aws_dns_name: NAME.<host called>)", got)
+	}
+	desc := d.run(`b = conn.get_all_load_balancers(load_balancer_names=['my-lb'])[0]
+_ = {"name": b.name, "zones": b.availability_zones, "listeners": [[l.load_balancer_port, l.instance_port, l.protocol] for l in b.listeners], "hc": [b.health_check.interval, b.health_check.healthy_threshold, b.health_check.unhealthy_threshold, b.health_check.target]}`)
+	if got, want := fmt.Sprint(desc), fmt.Sprintf("map[hc:[20 3 5 HTTP:%d/health] listeners:[[%d %d HTTP] [%d %d TCP]] name:my-lb zones:[us-east-1a us-east-1b]]", e.instPort, front, e.instPort, tcpFront, e.instPort); got != want {
+		t.Fatalf("described:\n got %s\nwant %s", got, want)
+	}
+	wantOnly(t, "create_load_balancer", front, 10)
+
+	got := strs(d.run(`instance_ids = ['i-4f8cf126', 'i-0bb7ca62']
+lb.register_instances(instance_ids)
+_ = sorted(i.id for i in lb.instances)`))
+	if fmt.Sprint(got) != "[i-0bb7ca62 i-4f8cf126]" {
+		t.Fatalf("lb.instances after register = %v", got)
+	}
+	wantOnly(t, "register_instances", front, 20, "i-4f8cf126", "i-0bb7ca62")
+	// haproxy's health is polled: wait (bounded, like botocore's instance_in_service waiter).
+	// Identical Describe requests within a second have the same signature (boto 2 signs with
+	// a one-second clock): clbd serves them, reads are not refused as replays.
+	health := d.run(`import time
+for _i in range(50):
+    _ = sorted((s.instance_id, s.state, s.reason_code) for s in lb.get_instance_health())
+    if all(s[1] == 'InService' for s in _): break
+    time.sleep(0.2)`)
+	if fmt.Sprint(health) != "[[i-0bb7ca62 InService N/A] [i-4f8cf126 InService N/A]]" {
+		t.Fatalf("get_instance_health = %v", health)
+	}
+
+	got = strs(d.run(`lb.deregister_instances(['i-4f8cf126'])
+_ = [i.id for i in lb.instances]`))
+	if fmt.Sprint(got) != "[i-0bb7ca62]" {
+		t.Fatalf("lb.instances after deregister = %v", got)
+	}
+	wantOnly(t, "deregister_instances", front, 20, "i-0bb7ca62")
+	d.fails(`lb.get_instance_health(['i-4f8cf126'])`, "InvalidInstance")
+
+	d.run(`lb.register_instances(['i-4f8cf126'])`)
+	wantOnly(t, "register_instances again", front, 20, "i-4f8cf126", "i-0bb7ca62")
+	if got := strs(d.run(`lb.disable_zones(['us-east-1a'])
+_ = lb.availability_zones`)); fmt.Sprint(got) != "[us-east-1b]" {
+		t.Fatalf("zones after disable_zones = %v", got)
+	}
+	wantOnly(t, "disable_zones us-east-1a", front, 20, "i-0bb7ca62")
+	if got := d.run(`_ = [(s.state, s.reason_code) for s in lb.get_instance_health(['i-4f8cf126'])]`); fmt.Sprint(got) != "[[OutOfService ELB]]" {
+		t.Fatalf("health in a disabled zone = %v", got)
+	}
+	d.fails(`lb.disable_zones(['us-east-1b'])`, "ValidationError")
+	if got := strs(d.run(`lb.enable_zones(['us-east-1a', 'us-east-1c'])
+_ = lb.availability_zones`)); fmt.Sprint(got) != "[us-east-1b us-east-1a us-east-1c]" {
+		t.Fatalf("zones after enable_zones = %v", got)
+	}
+	wantOnly(t, "enable_zones us-east-1a", front, 20, "i-4f8cf126", "i-0bb7ca62")
+
+	// Listeners, attributes (the tutorial's text; boto 2 methods).
+	extra := testutil.FreePort(t)
+	d.run(fmt.Sprintf(`conn.create_load_balancer_listeners('my-lb', [(%d, %d, 'HTTP')])`, extra, e.instPort))
+	wantOnly(t, "create_load_balancer_listeners", extra, 10, "i-4f8cf126", "i-0bb7ca62")
+	d.run(fmt.Sprintf(`conn.delete_load_balancer_listeners('my-lb', [%d])`, extra))
+	if got := served(t, extra, 3); got["i-4f8cf126"]+got["i-0bb7ca62"] > 0 {
+		t.Fatalf("deleted listener still serves: %v", got)
+	}
+	d.fails(`conn.modify_lb_attribute('my-lb', 'crossZoneLoadBalancing', True)`, "InvalidConfigurationRequest")
+	if got := d.run(`_ = conn.get_all_lb_attributes('my-lb').cross_zone_load_balancing.enabled`); got != false {
+		t.Fatalf("cross zone = %v", got)
+	}
+	d.fails(`conn.create_lb_cookie_stickiness_policy(60, 'my-lb', 'p1')`, "UnsupportedOperation")
+
+	// Refusals.
+	d.fails(`conn.create_load_balancer('bad_name', ['us-east-1a'], [(81, 8080, 'http')])`, "ValidationError")
+	d.fails(`conn.create_load_balancer('legacy', ['us-east-1a'], [(81, 8080, 'http')])`, "InvalidConfigurationRequest")
+	d.fails(`conn.register_instances('my-lb', ['i-4f8cf126', 'i-unknown'])`, "InvalidInstance")
+	if got := strs(d.run(`_ = sorted(i.id for i in conn.get_all_load_balancers(['my-lb'])[0].instances)`)); fmt.Sprint(got) != "[i-0bb7ca62 i-4f8cf126]" {
+		t.Fatalf("a refused register changed the instances: %v", got)
+	}
+	d.fails(`conn.delete_load_balancer('legacy')`, "InvalidConfigurationRequest")
+
+	d.run(`lb.delete()`)
+	if got := served(t, front, 3); got["i-4f8cf126"]+got["i-0bb7ca62"] > 0 {
+		t.Fatalf("deleted load balancer still serves: %v", got)
+	}
+	// Deleting again succeeds (idempotent, as on AWS). A second later: the same mutating
+	// request within the signature's second is refused as a replay.
+	d.run(`time.sleep(1.05); conn.delete_load_balancer('my-lb')`)
+	d.fails(`conn.get_all_load_balancers(load_balancer_names=['my-lb'])`, "LoadBalancerNotFound")
+}
