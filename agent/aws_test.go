@@ -3,6 +3,7 @@ package agent
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -416,4 +417,203 @@ _ = lb.availability_zones`)); fmt.Sprint(got) != "[us-east-1b us-east-1a us-east
 	// request within the signature's second is refused as a replay.
 	d.run(`time.sleep(1.05); conn.delete_load_balancer('my-lb')`)
 	d.fails(`conn.get_all_load_balancers(load_balancer_names=['my-lb'])`, "LoadBalancerNotFound")
+}
+
+func (e *elbEnv) boto3(t *testing.T, keyID, secret string) *pyDriver {
+	d := startPython(t)
+	d.run(fmt.Sprintf(`
+import boto3, botocore.config, time
+elb = boto3.client("elb", endpoint_url="http://%s", region_name="us-east-1", aws_access_key_id=%q, aws_secret_access_key=%q, config=botocore.config.Config(retries={"max_attempts": 1}))
+`, e.aws, keyID, secret))
+	return d
+}
+
+// TestELBBoto3 runs the tutorial's steps with boto3 (POST form bodies), and the refusals: a
+// register-scoped key, a wrong secret, an unknown key, bad parameters.
+func TestELBBoto3(t *testing.T) {
+	e := startELB(t)
+	d := e.boto3(t, awsAdminID, awsAdminSecret)
+	front := testutil.FreePort(t)
+	dns := d.run(fmt.Sprintf(`_ = elb.create_load_balancer(LoadBalancerName="Web-Shop", AvailabilityZones=["us-east-1a", "us-east-1b"],
+    Listeners=[{"Protocol": "HTTP", "LoadBalancerPort": %d, "InstanceProtocol": "HTTP", "InstancePort": %d}], Tags=[{"Key": "team", "Value": "shop"}])["DNSName"]`, front, e.instPort))
+	if dns != "web-shop.127.0.0.1" {
+		t.Fatalf("DNSName = %v", dns)
+	}
+	hc := d.run(fmt.Sprintf(`_ = elb.configure_health_check(LoadBalancerName="Web-Shop", HealthCheck={"Target": "HTTP:%d/health", "Interval": 10, "Timeout": 3, "UnhealthyThreshold": 2, "HealthyThreshold": 2})["HealthCheck"]`, e.instPort))
+	if got := fmt.Sprint(hc); got != fmt.Sprintf("map[HealthyThreshold:2 Interval:10 Target:HTTP:%d/health Timeout:3 UnhealthyThreshold:2]", e.instPort) {
+		t.Fatalf("HealthCheck = %s", got)
+	}
+	got := d.run(`_ = sorted(i["InstanceId"] for i in elb.register_instances_with_load_balancer(LoadBalancerName="Web-Shop", Instances=[{"InstanceId": "i-4f8cf126"}, {"InstanceId": "i-0bb7ca62"}])["Instances"])`)
+	if fmt.Sprint(got) != "[i-0bb7ca62 i-4f8cf126]" {
+		t.Fatalf("registered = %v", got)
+	}
+	wantOnly(t, "register", front, 20, "i-4f8cf126", "i-0bb7ca62")
+	d.run(`elb.get_waiter("instance_in_service").wait(LoadBalancerName="Web-Shop", WaiterConfig={"Delay": 1, "MaxAttempts": 20})`)
+	desc := d.run(`b = elb.describe_load_balancers(LoadBalancerNames=["web-shop"])["LoadBalancerDescriptions"][0]
+_ = [b["LoadBalancerName"], b["AvailabilityZones"], sorted(i["InstanceId"] for i in b["Instances"]), b["Scheme"], b["CreatedTime"].year > 2000]`)
+	if got := fmt.Sprint(desc); got != "[Web-Shop [us-east-1a us-east-1b] [i-0bb7ca62 i-4f8cf126] internet-facing true]" {
+		t.Fatalf("described %s", got)
+	}
+	if got := d.run(`_ = elb.describe_tags(LoadBalancerNames=["Web-Shop"])["TagDescriptions"][0]["Tags"]`); fmt.Sprint(got) != "[map[Key:team Value:shop]]" {
+		t.Fatalf("tags = %v", got)
+	}
+	attrs := d.run(`elb.modify_load_balancer_attributes(LoadBalancerName="Web-Shop", LoadBalancerAttributes={"ConnectionDraining": {"Enabled": True, "Timeout": 42}})
+_ = elb.describe_load_balancer_attributes(LoadBalancerName="Web-Shop")["LoadBalancerAttributes"]["ConnectionDraining"]`)
+	if fmt.Sprint(attrs) != "map[Enabled:true Timeout:42]" {
+		t.Fatalf("ConnectionDraining = %v", attrs)
+	}
+	if got := e.a.config().Services["web-shop"].DrainingTimeout; got != 42*time.Second {
+		t.Fatalf("draining_timeout = %s, want 42s", got)
+	}
+
+	got = d.run(`_ = [i["InstanceId"] for i in elb.deregister_instances_from_load_balancer(LoadBalancerName="Web-Shop", Instances=[{"InstanceId": "i-0bb7ca62"}])["Instances"]]`)
+	if fmt.Sprint(got) != "[i-4f8cf126]" {
+		t.Fatalf("after deregister = %v", got)
+	}
+	wantOnly(t, "deregister", front, 20, "i-4f8cf126")
+	d.run(`elb.get_waiter("instance_deregistered").wait(LoadBalancerName="Web-Shop", Instances=[{"InstanceId": "i-0bb7ca62"}], WaiterConfig={"Delay": 1, "MaxAttempts": 5})`)
+
+	// Refusals, each with AWS's code.
+	d.fails(`elb.describe_load_balancers(LoadBalancerNames=["nope"])`, "LoadBalancerNotFound")
+	d.fails(`elb.register_instances_with_load_balancer(LoadBalancerName="Web-Shop", Instances=[{"InstanceId": "i-00000000"}])`, "InvalidInstance")
+	// (A second after the first: the same request within its signature's second is a replay.)
+	d.fails(`time.sleep(1.05); elb.deregister_instances_from_load_balancer(LoadBalancerName="Web-Shop", Instances=[{"InstanceId": "i-0bb7ca62"}])`, "InvalidInstance")
+	d.fails(fmt.Sprintf(`elb.configure_health_check(LoadBalancerName="Web-Shop", HealthCheck={"Target": "HTTP:%d/health", "Interval": 5, "Timeout": 5, "UnhealthyThreshold": 2, "HealthyThreshold": 2})`, e.instPort), "ValidationError")
+	d.fails(`elb.create_load_balancer(LoadBalancerName="x", AvailabilityZones=["us-east-1a"], Listeners=[{"Protocol": "UDP", "LoadBalancerPort": 1, "InstancePort": 1}])`, "UnsupportedProtocol")
+	d.fails(fmt.Sprintf(`elb.create_load_balancer(LoadBalancerName="other", AvailabilityZones=["us-east-1a"], Listeners=[{"Protocol": "HTTP", "LoadBalancerPort": %d, "InstancePort": 8080}])`, front), "InvalidConfigurationRequest")
+	d.fails(`elb.set_load_balancer_policies_of_listener(LoadBalancerName="Web-Shop", LoadBalancerPort=80, PolicyNames=[])`, "UnsupportedOperation")
+
+	reg := e.boto3(t, awsRegID, awsRegSecret)
+	if got := reg.run(`_ = [b["LoadBalancerName"] for b in elb.describe_load_balancers()["LoadBalancerDescriptions"]]`); fmt.Sprint(got) != "[Web-Shop]" {
+		t.Fatalf("register key sees %v, want only its web* load balancers", got)
+	}
+	reg.run(`elb.register_instances_with_load_balancer(LoadBalancerName="Web-Shop", Instances=[{"InstanceId": "i-0bb7ca62"}])`)
+	wantOnly(t, "register with a register key", front, 20, "i-4f8cf126", "i-0bb7ca62")
+	reg.fails(`elb.describe_load_balancers(LoadBalancerNames=["legacy"])`, "AccessDenied")
+	reg.fails(`elb.delete_load_balancer(LoadBalancerName="Web-Shop")`, "AccessDenied")
+	reg.fails(`elb.create_load_balancer(LoadBalancerName="web-two", AvailabilityZones=["us-east-1a"], Listeners=[{"Protocol": "HTTP", "LoadBalancerPort": 1, "InstancePort": 1}])`, "AccessDenied")
+
+	e.boto3(t, awsAdminID, "not the secret at all").fails(`elb.describe_load_balancers()`, "SignatureDoesNotMatch")
+	e.boto3(t, "nobody", awsAdminSecret).fails(`elb.describe_load_balancers()`, "InvalidClientTokenId")
+	if e.a.AuthFailures() < 2 {
+		t.Fatalf("AuthFailures = %d, want the two refused signatures counted", e.a.AuthFailures())
+	}
+
+	d.run(`elb.delete_load_balancer(LoadBalancerName="Web-Shop")`)
+	if got := served(t, front, 3); got["i-4f8cf126"]+got["i-0bb7ca62"] > 0 {
+		t.Fatalf("deleted load balancer still serves: %v", got)
+	}
+}
+
+// awsCLI runs /usr/bin/aws elb with the admin key and returns its JSON answer.
+func (e *elbEnv) awsCLI(t *testing.T, args ...string) (map[string]any, error) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "/usr/bin/aws", append([]string{"elb"}, append(args, "--endpoint-url", "http://"+e.aws, "--region", "us-east-1", "--output", "json")...)...)
+	cmd.Env = append(awsCleanEnv(), "AWS_ACCESS_KEY_ID="+awsAdminID, "AWS_SECRET_ACCESS_KEY="+awsAdminSecret, "AWS_MAX_ATTEMPTS=1")
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		return nil, fmt.Errorf("aws elb %s: %v: %s", strings.Join(args, " "), err, out)
+	}
+	var m map[string]any
+	if len(bytes.TrimSpace(out)) > 0 {
+		if err := json.Unmarshal(out, &m); err != nil {
+			return nil, fmt.Errorf("aws elb %s: %v: %s", strings.Join(args, " "), err, out)
+		}
+	}
+	return m, nil
+}
+
+func (e *elbEnv) mustCLI(t *testing.T, args ...string) map[string]any {
+	t.Helper()
+	m, err := e.awsCLI(t, args...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
+// TestELBAWSCLI runs the tutorial's steps with the AWS CLI (aws elb ... --endpoint-url).
+func TestELBAWSCLI(t *testing.T) {
+	e := startELB(t)
+	front := testutil.FreePort(t)
+	m := e.mustCLI(t, "create-load-balancer", "--load-balancer-name", "cli-lb", "--availability-zones", "us-east-1a", "us-east-1b",
+		"--listeners", fmt.Sprintf("Protocol=HTTP,LoadBalancerPort=%d,InstanceProtocol=HTTP,InstancePort=%d", front, e.instPort))
+	if m["DNSName"] != "cli-lb.127.0.0.1" {
+		t.Fatalf("DNSName = %v", m)
+	}
+	e.mustCLI(t, "configure-health-check", "--load-balancer-name", "cli-lb", "--health-check",
+		fmt.Sprintf("Target=HTTP:%d/health,Interval=20,Timeout=5,UnhealthyThreshold=5,HealthyThreshold=3", e.instPort))
+	m = e.mustCLI(t, "register-instances-with-load-balancer", "--load-balancer-name", "cli-lb", "--instances", "i-4f8cf126", "i-0bb7ca62")
+	if len(m["Instances"].([]any)) != 2 {
+		t.Fatalf("registered %v", m)
+	}
+	wantOnly(t, "register-instances-with-load-balancer", front, 20, "i-4f8cf126", "i-0bb7ca62")
+	m = e.mustCLI(t, "disable-availability-zones-for-load-balancer", "--load-balancer-name", "cli-lb", "--availability-zones", "us-east-1b")
+	if fmt.Sprint(m["AvailabilityZones"]) != "[us-east-1a]" {
+		t.Fatalf("zones %v", m)
+	}
+	wantOnly(t, "disable-availability-zones-for-load-balancer us-east-1b", front, 20, "i-4f8cf126")
+	e.mustCLI(t, "enable-availability-zones-for-load-balancer", "--load-balancer-name", "cli-lb", "--availability-zones", "us-east-1b")
+	m = e.mustCLI(t, "deregister-instances-from-load-balancer", "--load-balancer-name", "cli-lb", "--instances", "i-4f8cf126")
+	if fmt.Sprint(m["Instances"]) != "[map[InstanceId:i-0bb7ca62]]" {
+		t.Fatalf("after deregister %v", m)
+	}
+	wantOnly(t, "deregister-instances-from-load-balancer", front, 20, "i-0bb7ca62")
+	m = e.mustCLI(t, "describe-instance-health", "--load-balancer-name", "cli-lb")
+	if states := m["InstanceStates"].([]any); len(states) != 1 || states[0].(map[string]any)["InstanceId"] != "i-0bb7ca62" {
+		t.Fatalf("instance health %v", m)
+	}
+	if _, err := e.awsCLI(t, "describe-load-balancers", "--load-balancer-names", "missing"); err == nil || !strings.Contains(err.Error(), "LoadBalancerNotFound") {
+		t.Fatalf("describe missing: %v, want LoadBalancerNotFound", err)
+	}
+	e.mustCLI(t, "delete-load-balancer", "--load-balancer-name", "cli-lb")
+	if got := served(t, front, 3); got["i-4f8cf126"]+got["i-0bb7ca62"] > 0 {
+		t.Fatalf("deleted load balancer still serves: %v", got)
+	}
+}
+
+// TestELBLibcloud runs the libcloud tutorial's calls (seed 001) that libcloud itself does not
+// break: list, create, attach, get, detach, destroy; the policy calls, not served yet, fail
+// with a clear error instead of a silent success.
+func TestELBLibcloud(t *testing.T) {
+	e := startELB(t)
+	// libcloud's create_balancer uses one port for the listener and the instances: the
+	// instance is an address-like id on another loopback port.
+	port, memberPort := testutil.FreePort(t), testutil.FreePort(t)
+	awsBackend(t, "lc-member", fmt.Sprintf("127.0.0.1:%d", memberPort))
+	d := startPython(t)
+	host, p, _ := net.SplitHostPort(e.aws)
+	d.run(fmt.Sprintf(`
+from libcloud.loadbalancer.providers import get_driver
+from libcloud.loadbalancer.types import Provider
+from libcloud.loadbalancer.base import Algorithm
+drv = get_driver(Provider.ELB)(%q, %q, region="us-east-1")
+drv.connection.host, drv.connection.port, drv.connection.secure = %q, %s, False
+drv.connection.connect()
+class Node:
+    def __init__(self, id): self.id = id
+`, awsAdminID, awsAdminSecret, host, p))
+	if got := d.run(`_ = [b.name for b in drv.list_balancers()]`); fmt.Sprint(got) != "[legacy]" {
+		t.Fatalf("list_balancers = %v", got)
+	}
+	d.run(fmt.Sprintf(`lb = drv.create_balancer(name="lc-lb", port=%d, protocol="http", algorithm=Algorithm.ROUND_ROBIN, members=[], ex_members_availability_zones=["a"])`, port))
+	d.run(fmt.Sprintf(`drv.balancer_attach_compute_node(lb, Node("127.0.0.1:%d"))`, memberPort))
+	if got := served(t, port, 10); got["lc-member"] != 10 {
+		t.Fatalf("after attach: %v, want every request at the member", got)
+	}
+	got := d.run(`b = drv.get_balancer("lc-lb")
+_ = [b.name, b.ip, [m.id for m in b._members]]`)
+	if fmt.Sprint(got) != fmt.Sprintf("[lc-lb lc-lb.127.0.0.1 [127.0.0.1:%d]]", memberPort) {
+		t.Fatalf("get_balancer = %v", got)
+	}
+	d.fails(`drv.ex_list_balancer_policy_types()`, "UnsupportedOperation")
+	d.fails(`drv.ex_set_balancer_policies_backend_server("lc-lb", 80, ["pp"])`, "UnsupportedOperation")
+	d.run(fmt.Sprintf(`drv.balancer_detach_member(lb, Node("127.0.0.1:%d"))`, memberPort))
+	if got := served(t, port, 5); got["lc-member"] > 0 {
+		t.Fatalf("after detach: %v, want no request at the member", got)
+	}
+	d.run(`drv.destroy_balancer(lb)`)
+	d.fails(`drv.get_balancer("lc-lb")`, "LoadBalancerNotFound")
 }
