@@ -20,6 +20,7 @@ import (
 	"clb/agent/config"
 	"clb/internal/auth"
 	"clb/internal/testutil"
+	"clb/register"
 )
 
 // The AWS ELB front driven by the real clients Debian packages (boto 2.49, boto3 1.26, the
@@ -616,4 +617,69 @@ _ = [b.name, b.ip, [m.id for m in b._members]]`)
 	}
 	d.run(`drv.destroy_balancer(lb)`)
 	d.fails(`drv.get_balancer("lc-lb")`, "LoadBalancerNotFound")
+}
+
+// TestELBInstanceRegistry: a member announces itself with clb_register --instance-id (a
+// register-scoped key, its own address), and ELB calls then name it by id: deregistered, it
+// serves no more; registered again by id, it serves from the announced address. A register
+// key may not announce another machine's address.
+func TestELBInstanceRegistry(t *testing.T) {
+	e := startELB(t)
+	front := testutil.FreePort(t)
+	awsBackend(t, "i-self", fmt.Sprintf("127.0.0.1:%d", e.instPort))
+	d := e.boto3(t, awsAdminID, awsAdminSecret)
+	d.run(fmt.Sprintf(`elb.create_load_balancer(LoadBalancerName="web-reg", AvailabilityZones=["us-east-1a"],
+    Listeners=[{"Protocol": "HTTP", "LoadBalancerPort": %d, "InstancePort": %d}])`, front, e.instPort))
+
+	pwFile := filepath.Join(t.TempDir(), "pw")
+	awsWriteFile(t, pwFile, awsRegSecret+"\n", 0o600)
+	var out, errb bytes.Buffer
+	if code := register.Main([]string{"clb_register", "--server", e.api, "--key-id", awsRegID, "--password-file", pwFile,
+		"--client-config", "/dev/null", "--instance-id", "i-self", "--zone", "us-east-1a", "--service", "web-reg"}, &out, &errb); code != 0 {
+		t.Fatalf("clb_register exit %d: %s%s", code, out.String(), errb.String())
+	}
+	wantServedBy(t, "clb_register --instance-id", front, 10, "i-self")
+	if got := d.run(`_ = [i["InstanceId"] for i in elb.describe_load_balancers(LoadBalancerNames=["web-reg"])["LoadBalancerDescriptions"][0]["Instances"]]`); fmt.Sprint(got) != "[i-self]" {
+		t.Fatalf("instances = %v, want the member named by its instance id", got)
+	}
+	d.run(`elb.deregister_instances_from_load_balancer(LoadBalancerName="web-reg", Instances=[{"InstanceId": "i-self"}])`)
+	wantServedBy(t, "deregister i-self", front, 5)
+	d.run(`elb.register_instances_with_load_balancer(LoadBalancerName="web-reg", Instances=[{"InstanceId": "i-self"}])`)
+	wantServedBy(t, "register i-self by id", front, 10, "i-self")
+
+	body := []byte(`{"address": "127.0.0.9"}`)
+	if code, resp := e.native("PUT", "/v1/instances/i-other", awsRegID, awsRegSecret, body); code != http.StatusForbidden {
+		t.Fatalf("a register key announcing another address: %d %s, want 403", code, resp)
+	}
+	if code, resp := e.native("PUT", "/v1/instances/i-other", awsAdminID, awsAdminSecret, body); code != http.StatusOK {
+		t.Fatalf("an admin key announcing an address: %d %s, want 200", code, resp)
+	}
+}
+
+// wantServedBy checks that n requests to a front port reached exactly the backends named
+// (none: no backend answered).
+func wantServedBy(t *testing.T, step string, port, n int, names ...string) {
+	t.Helper()
+	got := served(t, port, n)
+	ok := true
+	for body, c := range got {
+		if c > 0 && !strings.HasPrefix(body, "HTTP ") && body != "ERR" && !slicesContains(names, body) {
+			ok = false
+		}
+	}
+	for _, name := range names {
+		ok = ok && got[name] > 0
+	}
+	if !ok {
+		t.Fatalf("after %s: %d requests reached %v, want exactly %v", step, n, got, names)
+	}
+}
+
+func slicesContains(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
 }

@@ -56,7 +56,9 @@ func (h *Server) putInstance(r *http.Request, body []byte) (int, any, error) {
 		return 0, nil, storeError("save instance "+id, err)
 	}
 	h.log.Info("instance announced", "instance", id, "addr", req.Address, "zone", req.Zone)
-	return http.StatusOK, map[string]any{"instance_id": id, "address": req.Address, "zone": req.Zone}, nil
+	// applied: the registry is saved; it changes nothing haproxy runs until a load balancer
+	// registers the instance.
+	return http.StatusOK, map[string]any{"instance_id": id, "address": req.Address, "zone": req.Zone, "applied": true}, nil
 }
 
 func (h *Server) listInstances(r *http.Request, _ []byte) (int, any, error) {
