@@ -4,6 +4,8 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -76,6 +78,17 @@ func startELB(t *testing.T) *elbEnv {
 	cfg.PasswordFile, cfg.KeysFile = pw, keys
 	cfg.RequestTimeout = 15 * time.Second
 	cfg.AuthFailBurst = 50
+	// Certificates of HTTPS listeners: web-cert and other-cert (the same PEM).
+	cfg.AWSCertDir = filepath.Join(dir, "certs")
+	if err := os.Mkdir(cfg.AWSCertDir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	pem, err := os.ReadFile("testdata/test-cert.pem")
+	if err != nil {
+		t.Fatal(err)
+	}
+	awsWriteFile(t, filepath.Join(cfg.AWSCertDir, "web-cert.pem"), string(pem), 0o600)
+	awsWriteFile(t, filepath.Join(cfg.AWSCertDir, "other-cert.pem"), string(pem), 0o600)
 	log := slog.New(slog.NewTextHandler(e.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	a, addr := startAgent(t, &cfg, Options{Logger: log})
 	e.a, e.api = a, addr.String()
@@ -682,4 +695,56 @@ func slicesContains(list []string, s string) bool {
 		}
 	}
 	return false
+}
+
+// TestELBHTTPS: an HTTPS listener whose SSLCertificateId (an IAM ARN) names a PEM file of
+// aws_cert_dir terminates TLS in haproxy; SetLoadBalancerListenerSSLCertificate swaps it.
+func TestELBHTTPS(t *testing.T) {
+	e := startELB(t)
+	front := testutil.FreePort(t)
+	d := e.boto3(t, awsAdminID, awsAdminSecret)
+	arn := "arn:aws:iam::123456789012:server-certificate/web-cert"
+	d.run(fmt.Sprintf(`elb.create_load_balancer(LoadBalancerName="web-tls", AvailabilityZones=["us-east-1a"],
+    Listeners=[{"Protocol": "HTTPS", "LoadBalancerPort": %d, "InstanceProtocol": "HTTP", "InstancePort": %d, "SSLCertificateId": %q}])
+elb.register_instances_with_load_balancer(LoadBalancerName="web-tls", Instances=[{"InstanceId": "i-4f8cf126"}])`, front, e.instPort, arn))
+	pem, err := os.ReadFile("testdata/test-cert.pem")
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(pem)
+	client := &http.Client{Timeout: 3 * time.Second, Transport: &http.Transport{DisableKeepAlives: true, TLSClientConfig: &tls.Config{RootCAs: pool}}}
+	resp, err := client.Get(fmt.Sprintf("https://127.0.0.1:%d/", front))
+	if err != nil {
+		t.Fatalf("https through haproxy: %v", err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || string(b) != "i-4f8cf126" || resp.TLS == nil {
+		t.Fatalf("https answer %d %q, want 200 i-4f8cf126 over TLS", resp.StatusCode, b)
+	}
+	cert := `_ = elb.describe_load_balancers(LoadBalancerNames=["web-tls"])["LoadBalancerDescriptions"][0]["ListenerDescriptions"][0]["Listener"]["SSLCertificateId"]`
+	if got := d.run(cert); got != arn {
+		t.Fatalf("SSLCertificateId = %v, want %s", got, arn)
+	}
+	d.run(fmt.Sprintf(`elb.set_load_balancer_listener_ssl_certificate(LoadBalancerName="web-tls", LoadBalancerPort=%d, SSLCertificateId="other-cert")`, front))
+	if got := d.run(cert); got != "other-cert" {
+		t.Fatalf("SSLCertificateId after set = %v, want other-cert", got)
+	}
+	if !strings.Contains(string(awsReadFile(t, e.a.config().Output)), "other-cert.pem") {
+		t.Fatalf("haproxy.cfg does not use other-cert.pem")
+	}
+	d.fails(fmt.Sprintf(`elb.set_load_balancer_listener_ssl_certificate(LoadBalancerName="web-tls", LoadBalancerPort=%d, SSLCertificateId="nope")`, front), "CertificateNotFound")
+	d.fails(`elb.set_load_balancer_listener_ssl_certificate(LoadBalancerName="web-tls", LoadBalancerPort=1, SSLCertificateId="web-cert")`, "ListenerNotFound")
+	d.fails(`elb.create_load_balancer(LoadBalancerName="bad-tls", AvailabilityZones=["us-east-1a"], Listeners=[{"Protocol": "HTTPS", "LoadBalancerPort": 1, "InstancePort": 1, "SSLCertificateId": "../etc/passwd"}])`, "CertificateNotFound")
+	d.fails(`elb.create_load_balancer(LoadBalancerName="bad-ssl", AvailabilityZones=["us-east-1a"], Listeners=[{"Protocol": "SSL", "LoadBalancerPort": 1, "InstancePort": 1, "SSLCertificateId": "web-cert"}])`, "UnsupportedProtocol")
+}
+
+func awsReadFile(t *testing.T, path string) []byte {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
 }

@@ -7,6 +7,8 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"os"
+	"path/filepath"
 	"regexp"
 	"slices"
 	"strconv"
@@ -53,6 +55,7 @@ func (s *Server) actions() map[string]handler {
 		"AddTags":                                 s.addTags,
 		"RemoveTags":                              s.removeTags,
 		"DescribeTags":                            s.describeTags,
+		"SetLoadBalancerListenerSSLCertificate":   s.setCertificate,
 	}
 }
 
@@ -189,22 +192,24 @@ type xmlListener struct {
 	SSLCertificateID string `xml:"SSLCertificateId,omitempty"`
 }
 
-// listeners parses Listeners.member.N.
-func (s *Server) listeners(req *request) ([]config.Listener, error) {
+// listeners parses Listeners.member.N, with the SSLCertificateId of each HTTPS listener by
+// port.
+func (s *Server) listeners(req *request) ([]config.Listener, map[int]string, error) {
 	raw := req.p.structs("Listeners")
 	if len(raw) == 0 {
-		return nil, validation("1 validation error detected: Value null at 'listeners' failed to satisfy constraint: Member must not be null")
+		return nil, nil, validation("1 validation error detected: Value null at 'listeners' failed to satisfy constraint: Member must not be null")
 	}
 	var out []config.Listener
+	certs := map[int]string{}
 	for i, m := range raw {
 		where := fmt.Sprintf("Listeners.member.%d", i+1)
 		port, err := portParam(m["LoadBalancerPort"], where+".LoadBalancerPort")
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		iport, err := portParam(m["InstancePort"], where+".InstancePort")
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		proto := strings.ToUpper(m["Protocol"])
 		iproto := strings.ToUpper(m["InstanceProtocol"])
@@ -214,25 +219,65 @@ func (s *Server) listeners(req *request) ([]config.Listener, error) {
 			l.Protocol = "http"
 		case "TCP":
 			l.Protocol = "tcp"
-		case "HTTPS", "SSL":
-			return nil, errorf(http.StatusBadRequest, "UnsupportedProtocol", "%s: protocol %s is not served yet (certificates are not mapped); use HTTP or TCP", where, proto)
+		case "HTTPS":
+			l.Protocol = "https"
+			path, err := s.certificate(m["SSLCertificateId"])
+			if err != nil {
+				return nil, nil, err
+			}
+			l.Certificate, certs[port] = path, m["SSLCertificateId"]
+		case "SSL":
+			return nil, nil, errorf(http.StatusBadRequest, "UnsupportedProtocol", "%s: protocol SSL (TLS to TCP members) is not served yet; use HTTPS, HTTP or TCP", where)
 		case "":
-			return nil, validation("%s.Protocol: missing", where)
+			return nil, nil, validation("%s.Protocol: missing", where)
 		default:
-			return nil, errorf(http.StatusBadRequest, "UnsupportedProtocol", "%s: protocol %q: want HTTP, HTTPS, TCP or SSL", where, clip(m["Protocol"]))
+			return nil, nil, errorf(http.StatusBadRequest, "UnsupportedProtocol", "%s: protocol %q: want HTTP, HTTPS, TCP or SSL", where, clip(m["Protocol"]))
 		}
 		if iproto == "" {
 			iproto = proto
+			if proto == "HTTPS" {
+				iproto = "HTTP"
+			}
 		}
 		if iproto != "HTTP" && iproto != "TCP" || (iproto == "TCP") != (proto == "TCP") {
-			return nil, errorf(http.StatusConflict, "InvalidConfigurationRequest", "%s: InstanceProtocol %s with Protocol %s: clbd speaks plain HTTP to HTTP listeners' members and TCP to TCP listeners' members", where, iproto, proto)
+			return nil, nil, errorf(http.StatusConflict, "InvalidConfigurationRequest", "%s: InstanceProtocol %s with Protocol %s: clbd speaks plain HTTP to HTTP listeners' members and TCP to TCP listeners' members", where, iproto, proto)
 		}
-		if m["SSLCertificateId"] != "" {
-			return nil, errorf(http.StatusBadRequest, "CertificateNotFound", "%s: certificates are not mapped yet", where)
+		if m["SSLCertificateId"] != "" && proto != "HTTPS" {
+			return nil, nil, validation("%s: SSLCertificateId is only for HTTPS listeners", where)
 		}
 		out = append(out, l)
 	}
-	return out, nil
+	return out, certs, nil
+}
+
+var certNameRe = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$`)
+
+// certificate maps an SSLCertificateId to its PEM file: NAME, or an ARN whose last path
+// element is NAME (arn:aws:iam::123456789012:server-certificate/NAME), is
+// aws_cert_dir/NAME.pem, which must exist.
+func (s *Server) certificate(id string) (string, error) {
+	if id == "" {
+		return "", validation("an HTTPS listener needs an SSLCertificateId")
+	}
+	dir := s.d.Config().AWSCertDir
+	if dir == "" {
+		return "", errorf(http.StatusBadRequest, "CertificateNotFound", "certificate %q: clbd has no aws_cert_dir configured, so it knows no certificates", clip(id))
+	}
+	name := id
+	if strings.HasPrefix(id, "arn:") {
+		name = id[strings.LastIndexAny(id, "/:")+1:]
+	}
+	if !certNameRe.MatchString(name) {
+		return "", errorf(http.StatusBadRequest, "CertificateNotFound", "certificate %q: want NAME or an ARN ending in /NAME, NAME of A-Z a-z 0-9 . _ -", clip(id))
+	}
+	path, err := filepath.Abs(filepath.Join(dir, name+".pem"))
+	if err != nil {
+		return "", err
+	}
+	if fi, err := os.Stat(path); err != nil || !fi.Mode().IsRegular() {
+		return "", errorf(http.StatusBadRequest, "CertificateNotFound", "certificate %q: no file %s.pem in aws_cert_dir", clip(id), name)
+	}
+	return path, nil
 }
 
 func portParam(v, name string) (int, error) {
@@ -246,7 +291,7 @@ func portParam(v, name string) (int, error) {
 	return n, nil
 }
 
-func xmlListeners(ls []config.Listener) xmlList[listenerDescription] {
+func xmlListeners(ls []config.Listener, certs map[int]string) xmlList[listenerDescription] {
 	out := xmlList[listenerDescription]{}
 	for _, l := range ls {
 		p := strings.ToUpper(l.Protocol)
@@ -254,7 +299,14 @@ func xmlListeners(ls []config.Listener) xmlList[listenerDescription] {
 		if l.Protocol == "tcp" {
 			ip = "TCP"
 		}
-		out = append(out, listenerDescription{Listener: xmlListener{Protocol: p, LoadBalancerPort: l.Port, InstanceProtocol: ip, InstancePort: l.MemberPort}, PolicyNames: xmlList[string]{}})
+		x := xmlListener{Protocol: p, LoadBalancerPort: l.Port, InstanceProtocol: ip, InstancePort: l.MemberPort}
+		if l.Protocol == "https" {
+			x.SSLCertificateID = certs[l.Port]
+			if x.SSLCertificateID == "" {
+				x.SSLCertificateID = l.Certificate // a config-file service: its PEM path
+			}
+		}
+		out = append(out, listenerDescription{Listener: x, PolicyNames: xmlList[string]{}})
 	}
 	return out
 }
@@ -295,7 +347,7 @@ func (s *Server) createLoadBalancer(req *request) (any, error) {
 	if err := model.ValidateServiceName(service); err != nil {
 		return nil, validation("%v", err)
 	}
-	listeners, err := s.listeners(req)
+	listeners, certs, err := s.listeners(req)
 	if err != nil {
 		return nil, err
 	}
@@ -339,7 +391,7 @@ func (s *Server) createLoadBalancer(req *request) (any, error) {
 		// AWS answers the same creation again with success.
 		return struct{ DNSName string }{s.dnsName(req, name)}, nil
 	}
-	meta := defs.LoadBalancer{Name: name, Zones: zones, Created: time.Now().UTC().Truncate(time.Millisecond), Scheme: scheme, Tags: tags}
+	meta := defs.LoadBalancer{Name: name, Zones: zones, Created: time.Now().UTC().Truncate(time.Millisecond), Scheme: scheme, Tags: tags, Certificates: certs}
 	err = s.d.Definitions.UpdateDefinitions(service, func(f *defs.File) error {
 		f.Services[service] = svc
 		f.LoadBalancers[service] = meta
@@ -445,7 +497,7 @@ func (s *Server) describe(req *request, l lb) lbDescription {
 	members := s.d.Members.Snapshot().Members[l.service]
 	dns := s.dnsName(req, l.name())
 	d := lbDescription{LoadBalancerName: l.name(), DNSName: dns, CanonicalHostedZoneName: dns,
-		ListenerDescriptions: xmlListeners(l.svc.Listeners), BackendServerDescriptions: xmlList[string]{},
+		ListenerDescriptions: xmlListeners(l.svc.Listeners, l.meta.Certificates), BackendServerDescriptions: xmlList[string]{},
 		AvailabilityZones: l.zones(cfg, members), Subnets: xmlList[string]{}, Instances: instancesXML(members),
 		HealthCheck: healthXML(l.svc), SecurityGroups: xmlList[string]{}, Scheme: l.meta.Scheme}
 	d.Policies.AppCookieStickinessPolicies, d.Policies.LBCookieStickinessPolicies, d.Policies.OtherPolicies = xmlList[string]{}, xmlList[string]{}, xmlList[string]{}
@@ -856,7 +908,7 @@ func (s *Server) createListeners(req *request) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	add, err := s.listeners(req)
+	add, certs, err := s.listeners(req)
 	if err != nil {
 		return nil, err
 	}
@@ -866,11 +918,11 @@ func (s *Server) createListeners(req *request) (any, error) {
 		switch {
 		case i < 0:
 			next = append(next, n)
-		case next[i].Protocol != n.Protocol || next[i].MemberPort != n.MemberPort:
+		case next[i] != n:
 			return nil, errorf(http.StatusBadRequest, "DuplicateListener", "load balancer %s already has a listener on port %d with other settings", l.name(), n.Port)
 		}
 	}
-	return nil, s.setListeners(req, l, next)
+	return nil, s.setListeners(req, l, next, certs)
 }
 
 func (s *Server) deleteListeners(req *request) (any, error) {
@@ -893,10 +945,12 @@ func (s *Server) deleteListeners(req *request) (any, error) {
 	if len(next) == 0 {
 		return nil, validation("clbd needs at least one listener per load balancer; delete the load balancer instead")
 	}
-	return nil, s.setListeners(req, l, next)
+	return nil, s.setListeners(req, l, next, nil)
 }
 
-func (s *Server) setListeners(req *request, l lb, next []config.Listener) error {
+// setListeners makes next the listeners; certs are the certificate ids of new HTTPS
+// listeners (those of removed listeners are forgotten).
+func (s *Server) setListeners(req *request, l lb, next []config.Listener, certs map[int]string) error {
 	if slices.Equal(next, l.svc.Listeners) {
 		return nil
 	}
@@ -909,6 +963,69 @@ func (s *Server) setListeners(req *request, l lb, next []config.Listener) error 
 		svc := f.Services[l.service]
 		svc.Listeners = next
 		f.Services[l.service] = svc
+		meta := f.LoadBalancers[l.service]
+		ids := map[int]string{}
+		for _, li := range next {
+			if li.Protocol != "https" {
+				continue
+			}
+			if id, ok := certs[li.Port]; ok {
+				ids[li.Port] = id
+			} else if id, ok := meta.Certificates[li.Port]; ok {
+				ids[li.Port] = id
+			}
+		}
+		meta.Certificates = ids
+		f.LoadBalancers[l.service] = meta
+		return nil
+	})
+}
+
+// setCertificate is SetLoadBalancerListenerSSLCertificate: the HTTPS listener on the port
+// gets another certificate (a reload).
+func (s *Server) setCertificate(req *request) (any, error) {
+	l, err := s.find(req)
+	if err != nil {
+		return nil, err
+	}
+	port, err := portParam(req.p.get("LoadBalancerPort"), "LoadBalancerPort")
+	if err != nil {
+		return nil, err
+	}
+	id, err := req.p.required("SSLCertificateId")
+	if err != nil {
+		return nil, err
+	}
+	i := slices.IndexFunc(l.svc.Listeners, func(o config.Listener) bool { return o.Port == port })
+	if i < 0 {
+		return nil, errorf(http.StatusBadRequest, "ListenerNotFound", "load balancer %s has no listener on port %d", l.name(), port)
+	}
+	if l.svc.Listeners[i].Protocol != "https" {
+		return nil, errorf(http.StatusConflict, "InvalidConfigurationRequest", "the listener on port %d is %s, not HTTPS", port, strings.ToUpper(l.svc.Listeners[i].Protocol))
+	}
+	path, err := s.certificate(id)
+	if err != nil {
+		return nil, err
+	}
+	next := slices.Clone(l.svc.Listeners)
+	next[i].Certificate = path
+	if slices.Equal(next, l.svc.Listeners) && l.meta.Certificates[port] == id {
+		return nil, nil
+	}
+	if l.file {
+		return nil, immutable(l.name())
+	}
+	return nil, s.update(req, l, func(f *defs.File) error {
+		svc := f.Services[l.service]
+		svc.Listeners = next
+		f.Services[l.service] = svc
+		meta := f.LoadBalancers[l.service]
+		meta.Certificates = maps.Clone(meta.Certificates)
+		if meta.Certificates == nil {
+			meta.Certificates = map[int]string{}
+		}
+		meta.Certificates[port] = id
+		f.LoadBalancers[l.service] = meta
 		return nil
 	})
 }

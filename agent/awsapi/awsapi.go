@@ -212,7 +212,7 @@ var registerActions = map[string]bool{
 
 // unserved are ELB actions clbd knows and does not serve yet.
 var unserved = map[string]bool{
-	"SetLoadBalancerListenerSSLCertificate": true, "CreateLBCookieStickinessPolicy": true,
+	"CreateLBCookieStickinessPolicy":  true,
 	"CreateAppCookieStickinessPolicy": true, "CreateLoadBalancerPolicy": true, "DeleteLoadBalancerPolicy": true,
 	"SetLoadBalancerPoliciesOfListener": true, "SetLoadBalancerPoliciesForBackendServer": true,
 	"DescribeLoadBalancerPolicies": true, "DescribeLoadBalancerPolicyTypes": true,

@@ -240,7 +240,7 @@ func (c *Config) validateSecurity() []error {
 	for _, f := range []struct{ key, path string }{
 		{"keys_file", c.KeysFile}, {"password_file", c.PasswordFile}, {"tls_cert", c.TLSCert},
 		{"tls_key", c.TLSKey}, {"tls_client_ca", c.TLSClientCA}, {"state_dir", c.StateDir},
-		{"templates", c.Templates}, {"output", c.Output}, {"runtime_socket", c.RuntimeSocket},
+		{"templates", c.Templates}, {"output", c.Output}, {"runtime_socket", c.RuntimeSocket}, {"aws_cert_dir", c.AWSCertDir},
 	} {
 		if err := validFilePath(f.path); err != nil {
 			errs = append(errs, fmt.Errorf("%s: %w", f.key, err))

@@ -75,6 +75,8 @@ type LoadBalancer struct {
 	Scheme  string    `yaml:"scheme,omitempty"`
 	// Tags are the load balancer's tags (AddTags, RemoveTags).
 	Tags map[string]string `yaml:"tags,omitempty"`
+	// Certificates are the SSLCertificateId of each HTTPS listener, by port, as given.
+	Certificates map[int]string `yaml:"certificates,omitempty"`
 }
 
 // Open reads the local definitions of a state dir (none yet is fine).
@@ -115,7 +117,7 @@ func (f File) clone() File {
 		out.Instances = map[string]Instance{}
 	}
 	for k, v := range f.LoadBalancers {
-		v.Zones, v.Tags = slices.Clone(v.Zones), maps.Clone(v.Tags)
+		v.Zones, v.Tags, v.Certificates = slices.Clone(v.Zones), maps.Clone(v.Tags), maps.Clone(v.Certificates)
 		out.LoadBalancers[k] = v
 	}
 	for k, v := range f.DisabledZones {
