@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/cookiejar"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -412,7 +413,28 @@ _ = lb.availability_zones`)); fmt.Sprint(got) != "[us-east-1b us-east-1a us-east
 	if got := d.run(`_ = conn.get_all_lb_attributes('my-lb').cross_zone_load_balancing.enabled`); got != false {
 		t.Fatalf("cross zone = %v", got)
 	}
-	d.fails(`conn.create_lb_cookie_stickiness_policy(60, 'my-lb', 'p1')`, "UnsupportedOperation")
+	// LB cookie stickiness: clb's session cookie; an expiration period is refused.
+	d.fails(`conn.create_lb_cookie_stickiness_policy(60, 'my-lb', 'p1')`, "InvalidConfigurationRequest")
+	d.run(fmt.Sprintf(`conn.create_lb_cookie_stickiness_policy(None, 'my-lb', 'p1')
+conn.set_lb_policies_of_listener('my-lb', %d, ['p1'])`, front))
+	if !e.a.config().Services["my-lb"].Sticky {
+		t.Fatal("a stickiness policy on a listener did not make the service sticky")
+	}
+	if got := stickyServed(t, front, 10); len(got) != 1 {
+		t.Fatalf("with a stickiness policy, one client reached %v, want one instance", got)
+	}
+	if got := strs(d.run(`_ = conn.get_all_load_balancers(['my-lb'])[0].listeners[0].policy_names`)); fmt.Sprint(got) != "[p1]" {
+		t.Fatalf("listener policies = %v", got)
+	}
+	d.fails(`conn.delete_lb_policy('my-lb', 'p1')`, "InvalidConfigurationRequest")
+	d.fails(fmt.Sprintf(`conn.set_lb_policies_of_listener('my-lb', %d, ['nope'])`, front), "PolicyNotFound")
+	// (The delete a second after the refused one: the same request in its second is a replay.)
+	d.run(fmt.Sprintf(`conn.set_lb_policies_of_listener('my-lb', %d, [])
+time.sleep(1.05); conn.delete_lb_policy('my-lb', 'p1')`, front))
+	if e.a.config().Services["my-lb"].Sticky {
+		t.Fatal("clearing the listener's policies left the service sticky")
+	}
+	d.fails(`conn.create_app_cookie_stickiness_policy('JSESSIONID', 'my-lb', 'p2')`, "UnsupportedOperation")
 
 	// Refusals.
 	d.fails(`conn.create_load_balancer('bad_name', ['us-east-1a'], [(81, 8080, 'http')])`, "ValidationError")
@@ -495,7 +517,8 @@ _ = elb.describe_load_balancer_attributes(LoadBalancerName="Web-Shop")["LoadBala
 	d.fails(fmt.Sprintf(`elb.configure_health_check(LoadBalancerName="Web-Shop", HealthCheck={"Target": "HTTP:%d/health", "Interval": 5, "Timeout": 5, "UnhealthyThreshold": 2, "HealthyThreshold": 2})`, e.instPort), "ValidationError")
 	d.fails(`elb.create_load_balancer(LoadBalancerName="x", AvailabilityZones=["us-east-1a"], Listeners=[{"Protocol": "UDP", "LoadBalancerPort": 1, "InstancePort": 1}])`, "UnsupportedProtocol")
 	d.fails(fmt.Sprintf(`elb.create_load_balancer(LoadBalancerName="other", AvailabilityZones=["us-east-1a"], Listeners=[{"Protocol": "HTTP", "LoadBalancerPort": %d, "InstancePort": 8080}])`, front), "InvalidConfigurationRequest")
-	d.fails(`elb.set_load_balancer_policies_of_listener(LoadBalancerName="Web-Shop", LoadBalancerPort=80, PolicyNames=[])`, "UnsupportedOperation")
+	d.fails(`elb.set_load_balancer_policies_of_listener(LoadBalancerName="Web-Shop", LoadBalancerPort=1, PolicyNames=[])`, "ListenerNotFound")
+	d.fails(`elb.create_load_balancer_policy(LoadBalancerName="Web-Shop", PolicyName="pp", PolicyTypeName="ProxyProtocolPolicyType", PolicyAttributes=[{"AttributeName": "ProxyProtocol", "AttributeValue": "true"}])`, "UnsupportedOperation")
 
 	reg := e.boto3(t, awsRegID, awsRegSecret)
 	if got := reg.run(`_ = [b["LoadBalancerName"] for b in elb.describe_load_balancers()["LoadBalancerDescriptions"]]`); fmt.Sprint(got) != "[Web-Shop]" {
@@ -622,7 +645,9 @@ _ = [b.name, b.ip, [m.id for m in b._members]]`)
 	if fmt.Sprint(got) != fmt.Sprintf("[lc-lb lc-lb.127.0.0.1 [127.0.0.1:%d]]", memberPort) {
 		t.Fatalf("get_balancer = %v", got)
 	}
-	d.fails(`drv.ex_list_balancer_policy_types()`, "UnsupportedOperation")
+	if got := d.run(`_ = drv.ex_list_balancer_policy_types()`); fmt.Sprint(got) != "[LBCookieStickinessPolicyType]" {
+		t.Fatalf("policy types = %v", got)
+	}
 	d.fails(`drv.ex_set_balancer_policies_backend_server("lc-lb", 80, ["pp"])`, "UnsupportedOperation")
 	d.run(fmt.Sprintf(`drv.balancer_detach_member(lb, Node("127.0.0.1:%d"))`, memberPort))
 	if got := served(t, port, 5); got["lc-member"] > 0 {
@@ -747,4 +772,16 @@ func awsReadFile(t *testing.T, path string) []byte {
 		t.Fatal(err)
 	}
 	return b
+}
+
+// stickyServed sends n requests as one client keeping cookies and counts the instances that
+// answered.
+func stickyServed(t *testing.T, port, n int) map[string]int {
+	t.Helper()
+	jar, err := cookiejar.New(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := &http.Client{Timeout: 3 * time.Second, Jar: jar, Transport: &http.Transport{DisableKeepAlives: true}}
+	return testutil.Spread(c, fmt.Sprintf("http://127.0.0.1:%d/", port), n)
 }

@@ -56,6 +56,11 @@ func (s *Server) actions() map[string]handler {
 		"RemoveTags":                              s.removeTags,
 		"DescribeTags":                            s.describeTags,
 		"SetLoadBalancerListenerSSLCertificate":   s.setCertificate,
+		"CreateLBCookieStickinessPolicy":          s.createLBCookiePolicy,
+		"DeleteLoadBalancerPolicy":                s.deletePolicy,
+		"SetLoadBalancerPoliciesOfListener":       s.setListenerPolicies,
+		"DescribeLoadBalancerPolicies":            s.describePolicies,
+		"DescribeLoadBalancerPolicyTypes":         s.describePolicyTypes,
 	}
 }
 
@@ -291,7 +296,8 @@ func portParam(v, name string) (int, error) {
 	return n, nil
 }
 
-func xmlListeners(ls []config.Listener, certs map[int]string) xmlList[listenerDescription] {
+func xmlListeners(ls []config.Listener, meta defs.LoadBalancer) xmlList[listenerDescription] {
+	certs := meta.Certificates
 	out := xmlList[listenerDescription]{}
 	for _, l := range ls {
 		p := strings.ToUpper(l.Protocol)
@@ -306,7 +312,7 @@ func xmlListeners(ls []config.Listener, certs map[int]string) xmlList[listenerDe
 				x.SSLCertificateID = l.Certificate // a config-file service: its PEM path
 			}
 		}
-		out = append(out, listenerDescription{Listener: x, PolicyNames: xmlList[string]{}})
+		out = append(out, listenerDescription{Listener: x, PolicyNames: append(xmlList[string]{}, meta.ListenerPolicies[l.Port]...)})
 	}
 	return out
 }
@@ -478,7 +484,7 @@ type lbDescription struct {
 	ListenerDescriptions      xmlList[listenerDescription]
 	Policies                  struct {
 		AppCookieStickinessPolicies xmlList[string]
-		LBCookieStickinessPolicies  xmlList[string]
+		LBCookieStickinessPolicies  xmlList[lbCookiePolicy]
 		OtherPolicies               xmlList[string]
 	}
 	BackendServerDescriptions xmlList[string]
@@ -497,10 +503,10 @@ func (s *Server) describe(req *request, l lb) lbDescription {
 	members := s.d.Members.Snapshot().Members[l.service]
 	dns := s.dnsName(req, l.name())
 	d := lbDescription{LoadBalancerName: l.name(), DNSName: dns, CanonicalHostedZoneName: dns,
-		ListenerDescriptions: xmlListeners(l.svc.Listeners, l.meta.Certificates), BackendServerDescriptions: xmlList[string]{},
+		ListenerDescriptions: xmlListeners(l.svc.Listeners, l.meta), BackendServerDescriptions: xmlList[string]{},
 		AvailabilityZones: l.zones(cfg, members), Subnets: xmlList[string]{}, Instances: instancesXML(members),
 		HealthCheck: healthXML(l.svc), SecurityGroups: xmlList[string]{}, Scheme: l.meta.Scheme}
-	d.Policies.AppCookieStickinessPolicies, d.Policies.LBCookieStickinessPolicies, d.Policies.OtherPolicies = xmlList[string]{}, xmlList[string]{}, xmlList[string]{}
+	d.Policies.AppCookieStickinessPolicies, d.Policies.LBCookieStickinessPolicies, d.Policies.OtherPolicies = xmlList[string]{}, lbCookiePolicies(l.meta), xmlList[string]{}
 	d.SourceSecurityGroup.OwnerAlias, d.SourceSecurityGroup.GroupName = "amazon-elb", "amazon-elb-sg"
 	if d.AvailabilityZones == nil {
 		d.AvailabilityZones = xmlList[string]{}
@@ -976,6 +982,15 @@ func (s *Server) setListeners(req *request, l lb, next []config.Listener, certs 
 			}
 		}
 		meta.Certificates = ids
+		lp := map[int][]string{}
+		for _, li := range next {
+			if names, ok := meta.ListenerPolicies[li.Port]; ok {
+				lp[li.Port] = names
+			}
+		}
+		meta.ListenerPolicies = lp
+		svc.Sticky = len(lp) > 0
+		f.Services[l.service] = svc
 		f.LoadBalancers[l.service] = meta
 		return nil
 	})

@@ -212,11 +212,9 @@ var registerActions = map[string]bool{
 
 // unserved are ELB actions clbd knows and does not serve yet.
 var unserved = map[string]bool{
-	"CreateLBCookieStickinessPolicy":  true,
-	"CreateAppCookieStickinessPolicy": true, "CreateLoadBalancerPolicy": true, "DeleteLoadBalancerPolicy": true,
-	"SetLoadBalancerPoliciesOfListener": true, "SetLoadBalancerPoliciesForBackendServer": true,
-	"DescribeLoadBalancerPolicies": true, "DescribeLoadBalancerPolicyTypes": true,
-	"ApplySecurityGroupsToLoadBalancer": true, "AttachLoadBalancerToSubnets": true,
+	"CreateAppCookieStickinessPolicy": true, "CreateLoadBalancerPolicy": true,
+	"SetLoadBalancerPoliciesForBackendServer": true,
+	"ApplySecurityGroupsToLoadBalancer":       true, "AttachLoadBalancerToSubnets": true,
 	"DetachLoadBalancerFromSubnets": true, "DescribeAccountLimits": true,
 }
 

@@ -77,6 +77,17 @@ type LoadBalancer struct {
 	Tags map[string]string `yaml:"tags,omitempty"`
 	// Certificates are the SSLCertificateId of each HTTPS listener, by port, as given.
 	Certificates map[int]string `yaml:"certificates,omitempty"`
+	// Policies are the load balancer's policies by name (LB cookie stickiness), and
+	// ListenerPolicies the policy names attached to each listener, by port.
+	Policies         map[string]Policy `yaml:"policies,omitempty"`
+	ListenerPolicies map[int][]string  `yaml:"listener_policies,omitempty"`
+}
+
+// Policy is an ELB policy: its type and attributes.
+type Policy struct {
+	Type string `yaml:"type"`
+	// CookieExpirationPeriod is the LB cookie's lifetime in seconds; 0 is a session cookie.
+	CookieExpirationPeriod int `yaml:"cookie_expiration_period,omitempty"`
 }
 
 // Open reads the local definitions of a state dir (none yet is fine).
@@ -118,6 +129,14 @@ func (f File) clone() File {
 	}
 	for k, v := range f.LoadBalancers {
 		v.Zones, v.Tags, v.Certificates = slices.Clone(v.Zones), maps.Clone(v.Tags), maps.Clone(v.Certificates)
+		lp := v.ListenerPolicies
+		v.Policies, v.ListenerPolicies = maps.Clone(v.Policies), nil
+		for port, names := range lp {
+			if v.ListenerPolicies == nil {
+				v.ListenerPolicies = map[int][]string{}
+			}
+			v.ListenerPolicies[port] = slices.Clone(names)
+		}
 		out.LoadBalancers[k] = v
 	}
 	for k, v := range f.DisabledZones {
