@@ -145,14 +145,14 @@ func flags(unregister bool, clientConfig string) []cli.Flag {
 // invocation is everything a run needs, resolved from arguments, flags, environment and the
 // client config.
 type invocation struct {
-	server   string
-	service  string
-	keyID    string
+	server  string
+	service string
+	keyID   string
 	// instanceID, when set, is announced to clbd's instance registry before registering.
 	instanceID string
-	password []byte
-	req      Request
-	tls      TLSOptions
+	password   []byte
+	req        Request
+	tls        TLSOptions
 }
 
 func action(c *cli.Context, unregister bool, o appOptions) error {
