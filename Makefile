@@ -21,12 +21,13 @@ help:
 # tests also need etcd (the etcd store's tests start their own), and the package and
 # cloud-init checks lintian, systemd-analyze (systemd), man, curl and cloud-init, and the
 # failover test keepalived and iproute2 (its unit starts only once keepalived.conf exists,
-# which the test does not write: it runs its own keepalived in network namespaces), and the
-# AWS endpoint's tests Debian's real AWS clients (boto 2, boto3, the AWS CLI, libcloud). `make deps`
+# which the test does not write: it runs its own keepalived in network namespaces), the web
+# console's browser test Debian's chromium (headless, driven by chromedp), and the AWS
+# endpoint's tests Debian's real AWS clients (boto 2, boto3, the AWS CLI, libcloud). `make deps`
 # installs the first set, `make test` the second (so a quick start does not get an etcd
 # service), each only what is missing (apt-get needs root then).
 DEB_PKGS      := haproxy procps openssl
-DEB_TEST_PKGS := lintian systemd man-db curl cloud-init etcd-server keepalived iproute2 python3-boto python3-boto3 awscli python3-libcloud
+DEB_TEST_PKGS := lintian systemd man-db curl cloud-init etcd-server keepalived iproute2 chromium python3-boto python3-boto3 awscli python3-libcloud
 
 define apt_install
 	@missing=""; for p in $(1); do dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "ok installed" || missing="$$missing $$p"; done; \

@@ -22,6 +22,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -31,6 +32,7 @@ import (
 	"clb/agent/api"
 	"clb/agent/awsapi"
 	"clb/agent/config"
+	"clb/agent/console"
 	"clb/agent/defs"
 	"clb/agent/reconcile"
 	"clb/internal/atomicfile"
@@ -70,6 +72,7 @@ type Agent struct {
 	rec     *reconcile.Reconciler
 	api     *api.Server
 	aws     *awsapi.Server
+	console *console.Console
 	started time.Time
 	version string
 	restart atomic.Bool
@@ -203,7 +206,7 @@ func (a *Agent) run(ctx context.Context) error {
 		}
 	}
 	srv := &http.Server{
-		Handler:           a.api,
+		Handler:           a.newHandler(),
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       30 * time.Second,
 		WriteTimeout:      cfg.RequestTimeout + 10*time.Second,
@@ -316,7 +319,7 @@ func (a *Agent) managedHaproxy() *haproxy.Managed {
 func (a *Agent) newAPI() *api.Server {
 	return api.New(api.Deps{
 		Logger: a.log, Config: a.config, Members: a.store, Applier: a.rec, Definitions: a, Instances: a,
-		Status: agentStatus{a}, Verifier: a.sec.verifier, Limiter: a.sec.limiter,
+		Status: agentStatus{a}, Stats: a.rec.Stats(), Verifier: a.sec.verifier, Limiter: a.sec.limiter,
 		Metrics: a.metrics.handler(), OnChange: a.metrics.registration,
 	})
 }
@@ -343,6 +346,19 @@ func (a *Agent) serveAWS(ctx context.Context, g *errgroup.Group, ln net.Listener
 		return srv.Shutdown(sctx)
 	})
 	a.log.Info("AWS ELB API listening", "addr", ln.Addr().String())
+}
+
+// newHandler serves the API listener: the web console under /ui/, the API everywhere else
+// (the API answers unknown paths itself, with JSON errors).
+func (a *Agent) newHandler() http.Handler {
+	a.console = console.New(console.Options{Logger: a.log, Keys: a.sec.keys, Limiter: a.sec.limiter, API: a.api})
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/ui" || strings.HasPrefix(r.URL.Path, "/ui/") {
+			a.console.ServeHTTP(w, r)
+			return
+		}
+		a.api.ServeHTTP(w, r)
+	})
 }
 
 func lastGoodPath(cfg *config.Config) string {

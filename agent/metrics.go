@@ -10,6 +10,7 @@ import (
 
 	"clb/agent/api"
 	"clb/agent/reconcile"
+	"clb/internal/stats"
 )
 
 // metrics are clbd's Prometheus metrics, on a registry of the agent's own (several agents can
@@ -85,11 +86,98 @@ var (
 	drainingDesc = prometheus.NewDesc("clb_draining_servers", "Servers out of rotation waiting for their connections to end.", nil, nil)
 	forcedDesc   = prometheus.NewDesc("clb_reload_only_backends", "Backends haproxy cannot change at runtime (changes reload).", nil, nil)
 	lastOKDesc   = prometheus.NewDesc("clb_last_apply_success", "1 if the last apply succeeded.", nil, nil)
-	authDesc     = prometheus.NewDesc("clb_auth_failures_total", "Refused API calls: bad or missing signatures (unauthenticated) and calls refused because their source failed too often (rate_limited).", []string{"reason"}, nil)
+	authDesc     = prometheus.NewDesc("clb_auth_failures_total", "Refused API calls and console logins: bad or missing signatures, wrong console secrets (unauthenticated), and calls or logins refused because their source failed too often (rate_limited).", []string{"reason"}, nil)
 )
 
+// trafficDescs are haproxy's counters by member (labels service, member) or by service
+// (label service), from the stats history (internal/stats): counters only grow (haproxy's
+// restarts at reloads absorbed), so rate() works across reloads.
+type trafficDescs struct {
+	requests, responses, connectErrs, responseErrs, retries, redispatches, checkFails, bytesIn, bytesOut *prometheus.Desc
+	sessions, queue, respTime, up                                                                        *prometheus.Desc
+}
+
+func newTrafficDescs(prefix, what string, labels ...string) trafficDescs {
+	d := func(name, help string, extra ...string) *prometheus.Desc {
+		return prometheus.NewDesc(prefix+name, help+" "+what, append(append([]string{}, labels...), extra...), nil)
+	}
+	return trafficDescs{
+		requests:     d("requests_total", "HTTP requests (TCP listeners: sessions) haproxy sent to"),
+		responses:    d("responses_total", "HTTP responses by class (code 1xx, 2xx, 3xx, 4xx, 5xx, other) of", "code"),
+		connectErrs:  d("connect_errors_total", "Failed connections (haproxy econ) to"),
+		responseErrs: d("response_errors_total", "Response errors (haproxy eresp: closed or aborted responses) of"),
+		retries:      d("retries_total", "Connection retries (haproxy wretr) to"),
+		redispatches: d("redispatches_total", "Requests redispatched to another server (haproxy wredis) from"),
+		checkFails:   d("check_failures_total", "Failed health checks (haproxy chkfail) of"),
+		bytesIn:      d("bytes_in_total", "Bytes received from clients (haproxy bin) for"),
+		bytesOut:     d("bytes_out_total", "Bytes sent to clients (haproxy bout) by"),
+		sessions:     d("sessions", "Current sessions (haproxy scur) of"),
+		queue:        d("queue", "Requests queued (haproxy qcur) for"),
+		respTime:     d("response_time_seconds", "Average response time over the last 1024 requests (haproxy rtime) of"),
+		up:           d("up", "1 when haproxy's health checks pass (UP, NOLB, DRAIN or no check) for"),
+	}
+}
+
+func (t trafficDescs) all() []*prometheus.Desc {
+	return []*prometheus.Desc{t.requests, t.responses, t.connectErrs, t.responseErrs, t.retries, t.redispatches, t.checkFails,
+		t.bytesIn, t.bytesOut, t.sessions, t.queue, t.respTime, t.up}
+}
+
+var (
+	memberTraffic  = newTrafficDescs("clb_member_", "the member (its server slot in each of the service's backends).", "service", "member")
+	serviceTraffic = newTrafficDescs("clb_service_", "the service (its backends together, answers haproxy gave itself included).", "service")
+	membersUpDesc  = prometheus.NewDesc("clb_service_members_up", "Members of the service whose health checks pass, as haproxy last reported them.", []string{"service"}, nil)
+)
+
+func (t trafficDescs) collect(ch chan<- prometheus.Metric, c stats.Counters, labels ...string) {
+	counter := func(d *prometheus.Desc, v uint64) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, float64(v), labels...)
+	}
+	gauge := func(d *prometheus.Desc, v float64) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, labels...)
+	}
+	counter(t.requests, c.Requests)
+	for i, class := range stats.ResponseClasses {
+		ch <- prometheus.MustNewConstMetric(t.responses, prometheus.CounterValue, float64(c.Responses[i]), append(append([]string{}, labels...), class)...)
+	}
+	counter(t.connectErrs, c.ConnectErrors)
+	counter(t.responseErrs, c.ResponseErrors)
+	counter(t.retries, c.Retries)
+	counter(t.redispatches, c.Redispatches)
+	counter(t.checkFails, c.CheckFailures)
+	counter(t.bytesIn, c.BytesIn)
+	counter(t.bytesOut, c.BytesOut)
+	gauge(t.sessions, float64(c.Sessions))
+	gauge(t.queue, float64(c.Queue))
+	gauge(t.respTime, c.RespMS/1000)
+	up := 0.0
+	if c.Up {
+		up = 1
+	}
+	gauge(t.up, up)
+}
+
+// collectTraffic reports haproxy's counters by service and member, for the services of the
+// running config.
+func (c *stateCollector) collectTraffic(ch chan<- prometheus.Metric) {
+	cfg := c.a.config()
+	for svc, sc := range c.a.rec.Stats().Counters() {
+		if _, ok := cfg.Services[svc]; !ok {
+			continue
+		}
+		serviceTraffic.collect(ch, sc.Counters, svc)
+		ch <- prometheus.MustNewConstMetric(membersUpDesc, prometheus.GaugeValue, float64(sc.MembersUp), svc)
+		for m, mc := range sc.Members {
+			memberTraffic.collect(ch, mc, svc, m)
+		}
+	}
+}
+
 func (c *stateCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{membersDesc, healthDesc, pendingDesc, restartsDesc, drainingDesc, forcedDesc, lastOKDesc, authDesc, storeAvailableDesc, storeRevisionDesc} {
+	for _, d := range []*prometheus.Desc{membersDesc, healthDesc, pendingDesc, restartsDesc, drainingDesc, forcedDesc, lastOKDesc, authDesc, storeAvailableDesc, storeRevisionDesc, membersUpDesc} {
+		ch <- d
+	}
+	for _, d := range append(memberTraffic.all(), serviceTraffic.all()...) {
 		ch <- d
 	}
 }
@@ -122,6 +210,7 @@ func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(restartsDesc, prometheus.CounterValue, float64(m.Restarts()))
 	}
 	a.collectStore(ch)
+	c.collectTraffic(ch)
 	ch <- prometheus.MustNewConstMetric(authDesc, prometheus.CounterValue, float64(a.AuthFailures()), "unauthenticated")
 	ch <- prometheus.MustNewConstMetric(authDesc, prometheus.CounterValue, float64(a.AuthRateLimited()), "rate_limited")
 }

@@ -25,7 +25,8 @@ type security struct {
 }
 
 // AuthFailures is the number of requests refused because their signature was missing,
-// stale, replayed or invalid since the agent started.
+// stale, replayed or invalid since the agent started, and of console logins refused for a
+// wrong key or secret.
 func (a *Agent) AuthFailures() uint64 {
 	if a.api == nil {
 		return 0
@@ -34,16 +35,23 @@ func (a *Agent) AuthFailures() uint64 {
 	if a.aws != nil {
 		n += a.aws.AuthFailures()
 	}
+	if a.console != nil {
+		n += a.console.LoginFailures()
+	}
 	return n
 }
 
-// AuthRateLimited is the number of requests refused with 429 because their source had too
-// many failed authentications.
+// AuthRateLimited is the number of requests (API calls and console logins) refused with 429
+// because their source had too many failed authentications.
 func (a *Agent) AuthRateLimited() uint64 {
 	if a.api == nil {
 		return 0
 	}
-	return a.api.AuthRateLimited()
+	n := a.api.AuthRateLimited()
+	if a.console != nil {
+		n += a.console.LoginRateLimited()
+	}
+	return n
 }
 
 // KeyIDs returns the ids of the API keys in use, sorted (never their secrets).

@@ -100,6 +100,7 @@ func New(d Deps) *Server {
 	h.handle("GET /v1/services", h.listServices)
 	h.handle("GET /v1/services/{service}", h.getService)
 	h.handle("GET /v1/status", h.getStatus)
+	h.handle("GET /v1/stats", h.getStats)
 	h.handle("PUT /v1/services/{service}", h.putService)
 	h.handle("DELETE /v1/services/{service}", h.deleteService)
 	h.handle("POST /v1/services/{service}/zones/{zone}/disable", h.setZone(false))

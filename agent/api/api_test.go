@@ -260,3 +260,59 @@ func TestViews(t *testing.T) {
 		t.Errorf("draining = %v", v.Draining)
 	}
 }
+
+// TestServeAs: a request served as an identity gets exactly the answers a request signed by
+// that key gets (scopes, validation), unsigned; and a client cannot claim an identity by any
+// header: the same unsigned request through ServeHTTP is refused.
+func TestServeAs(t *testing.T) {
+	register := auth.Identity{KeyID: "member", Scope: auth.Scope{Services: []string{"api-*"}}}
+	admin := auth.Identity{KeyID: "ops", Scope: auth.ScopeAdmin}
+	tests := []struct {
+		name         string
+		id           auth.Identity
+		method, path string
+		wantStatus   int
+		wantCode     string
+		wantServices int
+	}{
+		{name: "admin sees every service", id: admin, method: "GET", path: "/v1/services", wantStatus: 200, wantServices: 1},
+		{name: "register key sees only its services", id: register, method: "GET", path: "/v1/services", wantStatus: 200, wantServices: 0},
+		{name: "register key may not disable a zone", id: register, method: "POST", path: "/v1/services/web/zones/a/disable", wantStatus: 403, wantCode: "forbidden"},
+		{name: "register key may not use another service", id: register, method: "DELETE", path: "/v1/services/web/members/m1", wantStatus: 403, wantCode: "forbidden"},
+		{name: "admin disables a zone", id: admin, method: "POST", path: "/v1/services/web/zones/a/disable", wantStatus: 200},
+		{name: "validation as for signed calls", id: admin, method: "POST", path: "/v1/services/web/zones/A%20B/disable", wantStatus: 400, wantCode: "bad_request"},
+		{name: "unknown endpoint", id: admin, method: "GET", path: "/v1/nope", wantStatus: 404, wantCode: "not_found"},
+		{name: "zero identity is allowed nothing", id: auth.Identity{}, method: "POST", path: "/v1/services/web/zones/a/disable", wantStatus: 403, wantCode: "forbidden"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s := newTestServer(t, &fakeMembers{members: map[string][]model.Member{}}, &fakeApplier{}, fakeDefs{})
+			req := httptest.NewRequest(tt.method, "http://clbd"+tt.path, nil)
+			w := httptest.NewRecorder()
+			s.ServeAs(w, req, tt.id)
+			if w.Code != tt.wantStatus {
+				t.Fatalf("status = %d %s, want %d", w.Code, w.Body, tt.wantStatus)
+			}
+			var out map[string]any
+			if err := json.Unmarshal(w.Body.Bytes(), &out); err != nil {
+				t.Fatalf("answer is not JSON: %s", w.Body)
+			}
+			if tt.wantCode != "" && out["code"] != tt.wantCode {
+				t.Errorf("code = %v, want %s", out["code"], tt.wantCode)
+			}
+			if tt.path == "/v1/services" {
+				if got := len(out["services"].([]any)); got != tt.wantServices {
+					t.Errorf("services = %d, want %d", got, tt.wantServices)
+				}
+			}
+			// Unsigned through ServeHTTP, the same request is refused, whatever it claims.
+			req = httptest.NewRequest(tt.method, "http://clbd"+tt.path, nil)
+			req.Header.Set("X-Clb-Key", tt.id.KeyID)
+			w = httptest.NewRecorder()
+			s.ServeHTTP(w, req)
+			if w.Code != 401 {
+				t.Errorf("unsigned ServeHTTP = %d, want 401", w.Code)
+			}
+		})
+	}
+}

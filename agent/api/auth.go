@@ -20,6 +20,20 @@ func Identity(r *http.Request) auth.Identity {
 	return id
 }
 
+// preauthKey is the context key of an identity that in-process code (ServeAs) has already
+// authenticated; see ServeAs for why a client cannot set it.
+type preauthKey struct{}
+
+// ServeAs serves r as if it had been signed by id: the same routes, scope checks, validation
+// and answers as a signed request, without a signature. It is for fronts in the same process
+// that authenticate their callers themselves (the web console's sessions). It is safe because
+// the identity travels as a context value under a key type unexported from this package: a
+// client sends only bytes (headers, path, body), and nothing in a request can become a context
+// value, so only code linked into clbd that calls ServeAs can skip the signature check.
+func (h *Server) ServeAs(w http.ResponseWriter, r *http.Request, id auth.Identity) {
+	h.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), preauthKey{}, id)))
+}
+
 // requireAdmin answers 403 forbidden unless r was signed with an admin key. handle applies it
 // to every admin pattern (see needsAdmin), whatever the handler does.
 func requireAdmin(r *http.Request) error {
@@ -57,8 +71,11 @@ func needsAdmin(pattern string) bool {
 // authenticate runs before every authenticated handler: it refuses a source that failed too
 // often (429 rate_limited with Retry-After), checks the signature (401, one message for every
 // cause; the cause goes to the log with the source), counts failures, and returns r with the
-// caller's identity attached.
+// caller's identity attached. A request from ServeAs carries its identity already.
 func (h *Server) authenticate(w http.ResponseWriter, r *http.Request, body []byte) (*http.Request, bool) {
+	if id, ok := r.Context().Value(preauthKey{}).(auth.Identity); ok {
+		return r.WithContext(context.WithValue(r.Context(), identityKey{}, id)), true
+	}
 	src := ratelimit.Source(SourceAddr(r))
 	if wait, blocked := h.d.Limiter.Blocked(src); blocked {
 		h.limited.Add(1)

@@ -9,6 +9,7 @@ import (
 	"clb/internal/auth"
 	"clb/internal/model"
 	"clb/internal/ratelimit"
+	"clb/internal/stats"
 	"clb/internal/store"
 )
 
@@ -56,6 +57,16 @@ type Status interface {
 	Draining() map[string][]string
 }
 
+// Stats is the recent history of haproxy's traffic counters by service and member (GET
+// /v1/stats); *stats.History is one.
+type Stats interface {
+	// Interval is how often haproxy is sampled, Window how much history is kept.
+	Interval() time.Duration
+	Window() time.Duration
+	// Snapshot is every service's history, members' samples after since (zero: all).
+	Snapshot(since time.Time) map[string]stats.ServiceStats
+}
+
 // Deps are what the API needs.
 type Deps struct {
 	Logger *slog.Logger
@@ -67,6 +78,8 @@ type Deps struct {
 	Status      Status
 	// Instances is the instance registry (PUT /v1/instances/{id}); nil serves none.
 	Instances Instances
+	// Stats is haproxy's traffic history; nil answers GET /v1/stats with no samples.
+	Stats Stats
 	// Verifier checks request signatures; Limiter counts failed authentications per source.
 	Verifier *auth.Verifier
 	Limiter  *ratelimit.Limiter

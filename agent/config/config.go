@@ -73,6 +73,11 @@ type Config struct {
 	AuthFailRefill time.Duration `yaml:"auth_fail_refill"`
 	// MaxMembers bounds the members of one service.
 	MaxMembers int `yaml:"max_members"`
+	// HaproxyMetricsListen, when set, makes haproxy serve its built-in Prometheus exporter
+	// (GET /metrics) on this address: "HOST:PORT" with an IP address, or ":PORT" / "PORT" for
+	// 127.0.0.1 (SetDefaults), so that it is not exposed unless asked for. Off by default:
+	// haproxy labels servers by slot (s1, s2...), clbd's own /metrics by member name.
+	HaproxyMetricsListen string `yaml:"haproxy_metrics_listen"`
 
 	// AWSListen, when set, serves the AWS ELB (Classic, 2012-06-01) Query API on its own
 	// listener (package awsapi), over TLS when the native API uses it. Off by default.

@@ -45,8 +45,27 @@ func TestConfigValidate(t *testing.T) {
 		{"tls cert without key", base + "tls_cert: /etc/clb/api.pem\n", "tls_cert and tls_key"},
 		{"draining negative", base + "    draining_timeout: -1s\n", "draining_timeout"},
 		{"bad http_reuse", base + "    http_reuse: sometimes\n", "http_reuse \"sometimes\": want one of safe"},
+		{"haproxy metrics on loopback", base + "haproxy_metrics_listen: \":9101\"\n", ""},
+		{"haproxy metrics, bare port", base + "haproxy_metrics_listen: \"9101\"\n", ""},
+		{"haproxy metrics on IPv6", base + "haproxy_metrics_listen: \"[::1]:9101\"\n", ""},
+		{"haproxy metrics on a host name", base + "haproxy_metrics_listen: \"localhost:9101\"\n", "haproxy_metrics_listen \"localhost:9101\": want IP:PORT"},
+		{"haproxy metrics injection", base + "haproxy_metrics_listen: \"127.0.0.1:9101\\n    bind :1\"\n", "want IP:PORT"},
+		{"haproxy metrics port 0", base + "haproxy_metrics_listen: \"127.0.0.1:0\"\n", "want IP:PORT"},
+		{"haproxy metrics without port", base + "haproxy_metrics_listen: \"127.0.0.1\"\n", "want IP:PORT"},
+		{"haproxy metrics on a service's port", base + "haproxy_metrics_listen: \":80\"\n", "haproxy_metrics_listen 127.0.0.1:80: service web listens on port 80"},
 	}
 	checkConfigCases(t, tests)
+}
+
+func TestMetricsListenDefault(t *testing.T) {
+	for in, want := range map[string]string{
+		"": "", ":9101": "127.0.0.1:9101", "9101": "127.0.0.1:9101", "0.0.0.0:9101": "0.0.0.0:9101",
+		"[::1]:9101": "[::1]:9101", "localhost:9101": "localhost:9101",
+	} {
+		if got := metricsListenDefault(in); got != want {
+			t.Errorf("metricsListenDefault(%q) = %q, want %q", in, got, want)
+		}
+	}
 }
 
 func TestConfigDefaultsFilled(t *testing.T) {

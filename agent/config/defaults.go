@@ -2,7 +2,10 @@ package config
 
 import (
 	"maps"
+	"net/netip"
 	"slices"
+	"strconv"
+	"strings"
 	"time"
 )
 
@@ -39,6 +42,7 @@ func (c *Config) SetDefaults() {
 		c.LeaseCheckInterval = DefaultLeaseCheckInterval
 	}
 	c.Store.SetDefaults()
+	c.HaproxyMetricsListen = metricsListenDefault(c.HaproxyMetricsListen)
 	if c.Services != nil {
 		services := make(map[string]Service, len(c.Services))
 		for _, name := range slices.Sorted(maps.Keys(c.Services)) {
@@ -107,4 +111,23 @@ func (s *StoreConfig) SetDefaults() {
 	if s.DialTimeout == 0 {
 		s.DialTimeout = 2 * time.Second
 	}
+}
+
+// metricsListenDefault puts haproxy_metrics_listen without a host (":9101", "9101") on the
+// loopback address, and writes an IP address as haproxy wants it ([::1]:9101). A value it
+// cannot read is left for Validate to refuse.
+func metricsListenDefault(v string) string {
+	if v == "" {
+		return ""
+	}
+	if _, err := strconv.Atoi(v); err == nil {
+		v = ":" + v
+	}
+	if strings.HasPrefix(v, ":") {
+		v = "127.0.0.1" + v
+	}
+	if ap, err := netip.ParseAddrPort(v); err == nil {
+		return ap.String()
+	}
+	return v
 }

@@ -53,6 +53,10 @@ func (c *Config) Validate() error {
 	if c.ReloadTimeout <= 0 || c.RequestTimeout <= 0 {
 		errs = append(errs, errors.New("reload_timeout and request_timeout must be positive"))
 	}
+	metrics, err := c.metricsAddr()
+	if err != nil {
+		errs = append(errs, err)
+	}
 	binds := map[string]string{}
 	for _, name := range slices.Sorted(maps.Keys(c.Services)) {
 		svc := c.Services[name]
@@ -61,6 +65,9 @@ func (c *Config) Validate() error {
 			continue
 		}
 		for _, l := range svc.Listeners {
+			if metrics.IsValid() && int(metrics.Port()) == l.Port && (l.Address == "" || isWildcard(l.Address) || metrics.Addr().IsUnspecified() || l.Address == metrics.Addr().String()) {
+				errs = append(errs, fmt.Errorf("haproxy_metrics_listen %s: service %s listens on port %d there", metrics, name, l.Port))
+			}
 			key := l.Address + ":" + strconv.Itoa(l.Port)
 			if other, ok := binds[key]; ok {
 				errs = append(errs, fmt.Errorf("service %s: listener %s is already used by service %s", name, key, other))
@@ -315,4 +322,22 @@ func (c *Config) validateLeases() []error {
 		errs = append(errs, fmt.Errorf("lease_check_interval %s: want 100ms-1m", c.LeaseCheckInterval))
 	}
 	return errs
+}
+
+// metricsAddr checks haproxy_metrics_listen (defaults filled): an IP address and a port, the
+// zero AddrPort when unset.
+func (c *Config) metricsAddr() (netip.AddrPort, error) {
+	if c.HaproxyMetricsListen == "" {
+		return netip.AddrPort{}, nil
+	}
+	ap, err := netip.ParseAddrPort(c.HaproxyMetricsListen)
+	if err != nil || ap.Port() == 0 || ap.Addr().Zone() != "" {
+		return netip.AddrPort{}, fmt.Errorf("haproxy_metrics_listen %q: want IP:PORT (e.g. 127.0.0.1:9101), or :PORT for the loopback address", model.Clip(c.HaproxyMetricsListen, 60))
+	}
+	return ap, nil
+}
+
+func isWildcard(addr string) bool {
+	a, err := netip.ParseAddr(addr)
+	return err == nil && a.IsUnspecified()
 }

@@ -20,7 +20,8 @@ import (
 // Ports: a member registers one port, used by the service's first listener; further listeners
 // reach members on their own member_port (ELB's model: the listener says the instance port).
 //
-// d carries what does not come from the config: template source, sockets, state file.
+// d carries what does not come from the config: template source, sockets, state file
+// (haproxy_metrics_listen, which does, is set here).
 //
 // slots says which member holds which server slot (see slots.go); nil assigns them afresh
 // (clbd render).
@@ -28,6 +29,7 @@ func Desired(c *config.Config, snap store.Snapshot, slots *Slots, d render.Data)
 	if slots == nil {
 		slots = PlanSlots(nil, c, snap)
 	}
+	d.MetricsListen = c.HaproxyMetricsListen
 	for _, name := range slices.Sorted(maps.Keys(c.Services)) {
 		svc := c.Services[name]
 		rs := render.Service{Name: name, Balance: svc.Balance, Sticky: svc.Sticky, HTTPReuse: svc.HTTPReuse, Check: renderCheck(*svc.HealthCheck)}

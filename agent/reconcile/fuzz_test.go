@@ -193,3 +193,42 @@ func sameDirectives(t *testing.T, got, want, target string) {
 		}
 	}
 }
+
+// FuzzMetricsListen: a haproxy_metrics_listen that validates renders one bind line with an
+// IP:PORT and nothing else; one that does not is refused.
+func FuzzMetricsListen(f *testing.F) {
+	for _, s := range []string{":9101", "9101", "127.0.0.1:9101", "[::1]:9101", "0.0.0.0:80", "127.0.0.1:9101\n    bind :1", "localhost:1", ":0", "[::1%eth0]:1", " :1"} {
+		f.Add(s)
+	}
+	bindLine := regexp.MustCompile(`^    bind (\[[0-9a-f:.]+\]|[0-9.]+):([0-9]+)$`)
+	f.Fuzz(func(t *testing.T, s string) {
+		cfg := fuzzConfig(t)
+		cfg.HaproxyMetricsListen = s
+		cfg.SetDefaults()
+		if cfg.Validate() != nil || s == "" {
+			return // refused, or off
+		}
+		out := renderWith(t, cfg, nil)
+		cfg.HaproxyMetricsListen = ""
+		base := renderWith(t, cfg, nil)
+		extra := strings.Split(out, "\n")
+		n := len(extra) - len(strings.Split(base, "\n"))
+		if n != 9 { // blank line, two comments, frontend, mode, bind, no log, two http-request
+			t.Fatalf("haproxy_metrics_listen %q added %d lines, want 9:\n%s", s, n, out)
+		}
+		binds := 0
+		for _, line := range extra {
+			if strings.HasPrefix(line, "    bind ") && !strings.Contains(base, line+"\n") {
+				binds++
+				if m := bindLine.FindStringSubmatch(line); m == nil {
+					t.Fatalf("haproxy_metrics_listen %q rendered %q", s, line)
+				} else if p, _ := strconv.Atoi(m[2]); p < 1 || p > 65535 {
+					t.Fatalf("port %d", p)
+				}
+			}
+		}
+		if binds != 1 {
+			t.Fatalf("haproxy_metrics_listen %q rendered %d new bind lines, want 1", s, binds)
+		}
+	})
+}

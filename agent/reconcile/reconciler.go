@@ -29,6 +29,7 @@ import (
 	"clb/internal/atomicfile"
 	"clb/internal/haproxy"
 	"clb/internal/render"
+	"clb/internal/stats"
 	"clb/internal/store"
 )
 
@@ -179,7 +180,10 @@ type Reconciler struct {
 	draining   int
 	drainingBy map[string][]string          // service → members draining (setDraining)
 	health     map[string]map[string]string // by service, then member
-	recent     []ApplyStatus                // the last RecentApplies applies that changed something or failed, oldest first
+
+	// stats is the history of haproxy's counters (its own lock; Add from the Run goroutine).
+	stats  *stats.History
+	recent []ApplyStatus // the last RecentApplies applies that changed something or failed, oldest first
 }
 
 // New builds a reconciler; nothing runs until Run (or Apply, for the first apply).
@@ -189,6 +193,7 @@ func New(o Options) *Reconciler {
 		lastGood: o.LastGood, bin: o.Haproxy, admin: o.AdminSocket, stateFile: o.StateFile,
 		reloader: o.Reloader, quiet: o.Quiet, maxWait: o.MaxWait, running: o.Running,
 		metrics: o.Observer, kick: make(chan struct{}, 1), dial: o.Dial, slots: NewSlots(),
+		stats: stats.New(HealthInterval, StatsWindow),
 	}
 	if r.log == nil {
 		r.log = slog.New(slog.DiscardHandler)
@@ -241,7 +246,7 @@ func (r *Reconciler) Run(ctx context.Context) error {
 	var backoff time.Duration
 	tick := time.NewTicker(50 * time.Millisecond)
 	defer tick.Stop()
-	healthTick := time.NewTicker(2 * time.Second)
+	healthTick := time.NewTicker(HealthInterval)
 	defer healthTick.Stop()
 	r.pollHealth(ctx)
 	for {

@@ -26,6 +26,8 @@ var update = flag.Bool("update", false, "rewrite golden files")
 type renderCase struct {
 	Services map[string]config.Service `yaml:"services"`
 	Members  map[string][]model.Member `yaml:"members"`
+	// HaproxyMetricsListen is the config key of the same name.
+	HaproxyMetricsListen string `yaml:"haproxy_metrics_listen"`
 }
 
 // TestRenderGolden renders every case with the built-in template, compares it with
@@ -61,6 +63,7 @@ func TestRenderGolden(t *testing.T) {
 			} else {
 				cfg.Services = rc.Services
 			}
+			cfg.HaproxyMetricsListen = rc.HaproxyMetricsListen
 			cfg.SetDefaults()
 			if err := cfg.Validate(); err != nil {
 				t.Fatalf("Validate: %v", err)

@@ -27,6 +27,9 @@ type Data struct {
 	AdminSocket string
 	// ServerStateFile is where clbd saves server states before a reload, empty when none.
 	ServerStateFile string
+	// MetricsListen is where haproxy serves its built-in Prometheus exporter
+	// (haproxy_metrics_listen, validated IP:PORT), empty when off.
+	MetricsListen string
 	// Services sorted by name.
 	Services []Service
 }

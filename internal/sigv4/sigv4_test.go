@@ -158,3 +158,31 @@ func TestCanonicalQuery(t *testing.T) {
 		}
 	}
 }
+
+// TestAWSVectors: AWS's published SigV4 test suite (get-vanilla and
+// get-vanilla-query-order-key-case: key AKIDEXAMPLE, region us-east-1, service "service").
+func TestAWSVectors(t *testing.T) {
+	const secret = "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY"
+	at := time.Date(2015, 8, 30, 12, 36, 0, 0, time.UTC)
+	for target, sig := range map[string]string{
+		"/":                             "5fa00fa31553b73ebf1942676e86291e8372ff2a2260956d9b8aae1d763fbf31",
+		"/?Param2=value2&Param1=value1": "b97d918cfa904a5beff61c982a1b6f458b799221646efd99d3219ec94cdf2500",
+	} {
+		r := httptest.NewRequest("GET", target, nil)
+		r.Host = "example.amazonaws.com"
+		r.Header.Set("X-Amz-Date", "20150830T123600Z")
+		r.Header.Set("Authorization", "AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/20150830/us-east-1/service/aws4_request, SignedHeaders=host;x-amz-date, Signature="+sig)
+		v := New(func(id string) ([]byte, bool) { return []byte(secret), id == "AKIDEXAMPLE" }, WithClock(func() time.Time { return at }))
+		cred, err := v.Verify(r, nil)
+		if err != nil || cred.KeyID != "AKIDEXAMPLE" || cred.Service != "service" {
+			t.Errorf("%s: Verify = %+v, %v", target, cred, err)
+		}
+		// Sign produces the same signature.
+		s := httptest.NewRequest("GET", target, nil)
+		s.Host = "example.amazonaws.com"
+		Sign(s, nil, "AKIDEXAMPLE", []byte(secret), "us-east-1", "service", at)
+		if got := s.Header.Get("Authorization"); !strings.HasSuffix(got, "Signature="+sig) {
+			t.Errorf("%s: Sign = %s, want signature %s", target, got, sig)
+		}
+	}
+}
