@@ -30,6 +30,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"clb/agent/api"
+	"clb/agent/awsapi"
 	"clb/agent/config"
 	"clb/agent/console"
 	"clb/agent/defs"
@@ -70,6 +71,7 @@ type Agent struct {
 	sec     security
 	rec     *reconcile.Reconciler
 	api     *api.Server
+	aws     *awsapi.Server
 	console *console.Console
 	started time.Time
 	version string
@@ -193,6 +195,16 @@ func (a *Agent) run(ctx context.Context) error {
 		ln = tls.NewListener(ln, tlsConfig)
 	}
 	a.api = a.newAPI()
+	var awsLn net.Listener
+	if cfg.AWSListen != "" {
+		if awsLn, err = net.Listen("tcp", cfg.AWSListen); err != nil {
+			ln.Close()
+			return fmt.Errorf("aws_listen: %w", err)
+		}
+		if tlsConfig != nil {
+			awsLn = tls.NewListener(awsLn, tlsConfig)
+		}
+	}
 	srv := &http.Server{
 		Handler:           a.newHandler(),
 		ReadHeaderTimeout: 10 * time.Second,
@@ -232,6 +244,9 @@ func (a *Agent) run(ctx context.Context) error {
 		defer cancel()
 		return srv.Shutdown(sctx)
 	})
+	if awsLn != nil {
+		a.serveAWS(ctx, g, awsLn, srv)
+	}
 	a.log.Info("clbd listening", "addr", ln.Addr().String(), "tls", tlsConfig != nil, "managed", cfg.Managed, "output", cfg.Output, "state_dir", cfg.StateDir)
 	a.notifySystemd(sdnotify.Ready)
 	if a.opts.Ready != nil {
@@ -307,10 +322,34 @@ func (a *Agent) managedHaproxy() *haproxy.Managed {
 // newAPI builds the native JSON API over the core.
 func (a *Agent) newAPI() *api.Server {
 	return api.New(api.Deps{
-		Logger: a.log, Config: a.config, Members: a.store, Applier: a.rec, Definitions: a,
+		Logger: a.log, Config: a.config, Members: a.store, Applier: a.rec, Definitions: a, Instances: a,
 		Status: agentStatus{a}, Stats: a.rec.Stats(), Verifier: a.sec.verifier, Limiter: a.sec.limiter,
 		Metrics: a.metrics.handler(), OnChange: a.metrics.registration,
 	})
+}
+
+// serveAWS serves the AWS ELB front on ln (aws_listen) with the native API's server settings,
+// until ctx ends.
+func (a *Agent) serveAWS(ctx context.Context, g *errgroup.Group, ln net.Listener, like *http.Server) {
+	a.aws = awsapi.New(awsapi.Deps{
+		Logger: a.log.With("front", "aws"), Config: a.config, Members: a.store, Applier: a.rec, Definitions: a,
+		Status: agentStatus{a}, Keys: a.sec.keys, Limiter: a.sec.limiter,
+	})
+	srv := &http.Server{Handler: a.aws, ReadHeaderTimeout: like.ReadHeaderTimeout, ReadTimeout: like.ReadTimeout,
+		WriteTimeout: like.WriteTimeout, IdleTimeout: like.IdleTimeout, ErrorLog: like.ErrorLog}
+	g.Go(func() error {
+		if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+			return fmt.Errorf("serve AWS API: %w", err)
+		}
+		return nil
+	})
+	g.Go(func() error {
+		<-ctx.Done()
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		return srv.Shutdown(sctx)
+	})
+	a.log.Info("AWS ELB API listening", "addr", ln.Addr().String())
 }
 
 // newHandler serves the API listener: the web console under /ui/, the API everywhere else

@@ -101,3 +101,26 @@ func (a *Agent) setServices(file map[string]config.Service) error {
 	a.cfg.Store(next)
 	return nil
 }
+
+// Definitions returns the definitions as saved: services defined through the APIs, disabled
+// zones, the instance registry and the AWS API's load balancer attributes.
+func (a *Agent) Definitions() defs.File { return a.defs.Snapshot() }
+
+// UpdateDefinitions changes the definitions of one service in one step (its service, ELB
+// attributes and disabled zones; service "" for none, e.g. the instance registry): saved,
+// made the running config, undone when the result is invalid. A service of the config file
+// is refused with defs.ErrFileService.
+func (a *Agent) UpdateDefinitions(service string, fn func(f *defs.File) error) error {
+	if service != "" && a.isFileService(service) {
+		return fmt.Errorf("service %s: %w; change it there", service, defs.ErrFileService)
+	}
+	return a.changeDefs(fn)
+}
+
+// PutInstance announces (or updates) an instance in the registry.
+func (a *Agent) PutInstance(id string, in defs.Instance) error {
+	return a.changeDefs(func(f *defs.File) error {
+		f.Instances[id] = in
+		return nil
+	})
+}

@@ -32,6 +32,9 @@ func (a *Agent) AuthFailures() uint64 {
 		return 0
 	}
 	n := a.api.AuthFailures()
+	if a.aws != nil {
+		n += a.aws.AuthFailures()
+	}
 	if a.console != nil {
 		n += a.console.LoginFailures()
 	}
@@ -98,7 +101,7 @@ func (a *Agent) readKeys(cfg *config.Config, first bool) (map[string]auth.Key, e
 				a.log.Warn("password file is readable by other users; chmod 600 it", "path", pwPath, "err", err)
 			}
 		}
-		keys[auth.DefaultKeyID] = auth.Key{Signing: auth.DeriveKey(pw), Scope: auth.ScopeRegisterAll}
+		keys[auth.DefaultKeyID] = auth.Key{Signing: auth.DeriveKey(pw), Secret: pw, Scope: auth.ScopeRegisterAll}
 	}
 	if cfg.KeysFile != "" {
 		kf, err := auth.LoadKeysFile(cfg.KeysFile, os.Getuid())

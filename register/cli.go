@@ -3,6 +3,7 @@ package register
 import (
 	"bufio"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -31,7 +32,14 @@ type appOptions struct {
 	lookupEnv    func(string) (string, bool)
 	tune         func(*Client)
 	clientConfig string
+	// instanceData is cloud-init's instance data, read by --instance-id auto (default
+	// DefaultInstanceData).
+	instanceData string
 }
+
+// DefaultInstanceData is where cloud-init leaves the instance's metadata, world-readable
+// (instance_id, availability_zone under "v1").
+const DefaultInstanceData = "/run/cloud-init/instance-data.json"
 
 // Main runs clb_register, or clb_unregister when the base name of args[0] contains
 // "unregister", with the given arguments (args[0] is the program name) and returns the exit
@@ -118,6 +126,7 @@ func flags(unregister bool, clientConfig string) []cli.Flag {
 		&cli.StringFlag{Name: "address", DefaultText: "the source address clbd sees", Usage: "member `ADDRESS`"},
 		&cli.IntFlag{Name: "port", DefaultText: "the service's member port", Usage: "member `PORT`"},
 		&cli.StringFlag{Name: "name", DefaultText: "ADDRESS:PORT", Usage: "member `NAME`"},
+		&cli.StringFlag{Name: "instance-id", Usage: "announce this machine to clbd's instance registry as instance `ID` (the AWS ELB API registers instances by id) and name the member ID; \"auto\" takes cloud-init's instance_id and availability_zone (none: no announcement); also $CLB_INSTANCE_ID" + ignored},
 		&cli.StringFlag{Name: "zone", Usage: "availability `ZONE` of the member" + ignored},
 		&cli.IntFlag{Name: "weight", DefaultText: "100", Usage: "`WEIGHT` 0-256; 0 takes the member out of rotation" + ignored},
 		&cli.DurationFlag{Name: "timeout", Value: DefaultTimeout, Usage: "give up after `DURATION`, retries included"},
@@ -136,12 +145,14 @@ func flags(unregister bool, clientConfig string) []cli.Flag {
 // invocation is everything a run needs, resolved from arguments, flags, environment and the
 // client config.
 type invocation struct {
-	server   string
-	service  string
-	keyID    string
-	password []byte
-	req      Request
-	tls      TLSOptions
+	server  string
+	service string
+	keyID   string
+	// instanceID, when set, is announced to clbd's instance registry before registering.
+	instanceID string
+	password   []byte
+	req        Request
+	tls        TLSOptions
 }
 
 func action(c *cli.Context, unregister bool, o appOptions) error {
@@ -170,6 +181,11 @@ func action(c *cli.Context, unregister bool, o appOptions) error {
 	}
 	if o.tune != nil {
 		o.tune(client)
+	}
+	if !unregister && inv.instanceID != "" {
+		if err := client.AnnounceInstance(c.Context, inv.instanceID, inv.req.Address, inv.req.Zone); err != nil {
+			return err
+		}
 	}
 	if !unregister && c.Bool("keepalive") {
 		return keepalive(c, client, inv)
@@ -323,7 +339,64 @@ func resolve(c *cli.Context, o appOptions) (invocation, error) {
 		w := c.Int("weight")
 		inv.req.Weight = &w
 	}
+	if err := resolveInstance(c, o, &inv, env("CLB_INSTANCE_ID")); err != nil {
+		return inv, err
+	}
 	return inv, nil
+}
+
+// resolveInstance fills the instance id (--instance-id, else $CLB_INSTANCE_ID): "auto" reads
+// cloud-init's instance data, whose availability zone becomes the zone unless --zone is
+// given; a machine without cloud-init data registers without announcing an instance. The
+// member is named by the instance id unless --name is given.
+func resolveInstance(c *cli.Context, o appOptions, inv *invocation, fromEnv string) error {
+	id := c.String("instance-id")
+	if id == "" {
+		id = fromEnv
+	}
+	if id == "auto" {
+		path := o.instanceData
+		if path == "" {
+			path = DefaultInstanceData
+		}
+		data, err := os.ReadFile(path)
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil
+		}
+		if err != nil {
+			return usageErrorf("--instance-id auto: %v", err)
+		}
+		var doc struct {
+			V1 struct {
+				InstanceID       string `json:"instance_id"`
+				AvailabilityZone string `json:"availability_zone"`
+			} `json:"v1"`
+		}
+		if err := json.Unmarshal(data, &doc); err != nil {
+			return usageErrorf("--instance-id auto: %s: %v", path, err)
+		}
+		id = doc.V1.InstanceID
+		if id == "" {
+			return usageErrorf("--instance-id auto: %s has no v1.instance_id", path)
+		}
+		if z := strings.ToLower(doc.V1.AvailabilityZone); inv.req.Zone == "" && z != "" && model.ValidateZone(z) == nil {
+			inv.req.Zone = z
+		}
+	}
+	if id == "" {
+		return nil
+	}
+	if err := model.ValidateMemberName(id); err != nil {
+		return usageErrorf("--instance-id: %v", err)
+	}
+	if err := model.ValidateZone(inv.req.Zone); err != nil {
+		return usageErrorf("--zone: %v", err)
+	}
+	inv.instanceID = id
+	if inv.req.Name == "" {
+		inv.req.Name = id
+	}
+	return nil
 }
 
 // pick returns the one value given by flag or by argument, refusing two different ones.

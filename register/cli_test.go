@@ -20,6 +20,8 @@ type cliRun struct {
 	unregister bool
 	env        map[string]string
 	dir        string
+	// instanceData is cloud-init's instance data for --instance-id auto.
+	instanceData string
 }
 
 func (r cliRun) run(t *testing.T, args ...string) (code int, stdout, stderr string) {
@@ -42,6 +44,7 @@ func (r cliRun) run(t *testing.T, args ...string) (code int, stdout, stderr stri
 		},
 		tune:         fast,
 		clientConfig: filepath.Join(dir, "client.conf"),
+		instanceData: r.instanceData,
 	})
 	var out, errb bytes.Buffer
 	code = runApp(context.Background(), app, append([]string{name}, args...), &out, &errb)
@@ -400,6 +403,54 @@ func TestParseClientConfig(t *testing.T) {
 			}
 			if got != tt.want {
 				t.Errorf("parseClientConfig() = %+v, want %+v", got, tt.want)
+			}
+		})
+	}
+}
+
+// TestCLIInstanceID: --instance-id (or $CLB_INSTANCE_ID) announces the instance, then
+// registers the member named by it; "auto" reads cloud-init's instance data (its zone unless
+// --zone is given), and without that data registers as before.
+func TestCLIInstanceID(t *testing.T) {
+	dir := t.TempDir()
+	data := writeFile(t, dir, "instance-data.json", `{"v1": {"instance_id": "i-0abc123", "availability_zone": "EU-West-1b", "region": "eu-west-1"}}`)
+	tests := []struct {
+		name     string
+		args     []string
+		env      string
+		data     string
+		wantReqs []string
+		wantCode int
+	}{
+		{name: "explicit", args: []string{"--instance-id", "i-4f8cf126", "--zone", "us-east-1a"},
+			wantReqs: []string{`PUT /v1/instances/i-4f8cf126 {"address":"","zone":"us-east-1a"}`, `PUT /v1/services/web/members/i-4f8cf126 {"zone":"us-east-1a"}`}},
+		{name: "from the environment", env: "i-77", wantReqs: []string{`PUT /v1/instances/i-77 {"address":"","zone":""}`, `PUT /v1/services/web/members/i-77 {}`}},
+		{name: "auto from cloud-init", args: []string{"--instance-id", "auto"}, data: data,
+			wantReqs: []string{`PUT /v1/instances/i-0abc123 {"address":"","zone":"eu-west-1b"}`, `PUT /v1/services/web/members/i-0abc123 {"zone":"eu-west-1b"}`}},
+		{name: "auto, --zone wins", args: []string{"--instance-id", "auto", "--zone", "z9", "--name", "web-1"}, data: data,
+			wantReqs: []string{`PUT /v1/instances/i-0abc123 {"address":"","zone":"z9"}`, `PUT /v1/services/web/members/web-1 {"zone":"z9"}`}},
+		{name: "auto without cloud-init", args: []string{"--instance-id", "auto"}, data: filepath.Join(dir, "none.json"),
+			wantReqs: []string{`POST /v1/services/web/members {}`}},
+		{name: "bad id", args: []string{"--instance-id", "i 1"}, wantCode: ExitUsage},
+		{name: "bad data", args: []string{"--instance-id", "auto"}, data: writeFile(t, dir, "bad.json", "{"), wantCode: ExitUsage},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			srv := newFakeServer(t, keysFor("pw"))
+			env := map[string]string{"CLB_PASSWORD": "pw"}
+			if tt.env != "" {
+				env["CLB_INSTANCE_ID"] = tt.env
+			}
+			code, _, stderr := cliRun{env: env, instanceData: tt.data}.run(t, append(tt.args, srv.hostPort(), "web")...)
+			if code != tt.wantCode {
+				t.Fatalf("exit %d, want %d; stderr:\n%s", code, tt.wantCode, stderr)
+			}
+			var got []string
+			for _, c := range srv.Calls() {
+				got = append(got, c.method+" "+c.path+" "+c.body)
+			}
+			if strings.Join(got, "\n") != strings.Join(tt.wantReqs, "\n") {
+				t.Errorf("requests:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(tt.wantReqs, "\n"))
 			}
 		})
 	}

@@ -129,6 +129,24 @@ func (c *Client) Register(ctx context.Context, service string, req Request) (Res
 	return c.call(ctx, false, method, path, body, service, req)
 }
 
+// AnnounceInstance tells clbd's instance registry that this machine is instance id, at
+// address (empty: the source address clbd sees) in zone: PUT /v1/instances/{id}. The AWS ELB
+// API then registers it by id. It returns once saved, or an *Error.
+func (c *Client) AnnounceInstance(ctx context.Context, id, address, zone string) error {
+	if err := model.ValidateMemberName(id); err != nil {
+		return usageErrorf("instance id: %v", err)
+	}
+	if err := model.ValidateZone(zone); err != nil {
+		return usageErrorf("%v", err)
+	}
+	body, err := json.Marshal(map[string]string{"address": address, "zone": zone})
+	if err != nil {
+		return fmt.Errorf("announce instance: %w", err)
+	}
+	_, err = c.call(ctx, false, http.MethodPut, "/v1/instances/"+id, body, "", Request{})
+	return err
+}
+
 // Unregister removes the member from service: DELETE .../members/{name} when req names the
 // member, otherwise DELETE .../members with the address and port (the server's defaults
 // when empty: the caller itself). It returns once the change is applied, or an *Error.

@@ -89,6 +89,7 @@ func newFakeServer(t *testing.T, keys auth.StaticKeys, replies ...reply) *fakeSe
 	mux.HandleFunc("POST /v1/services/{service}/members", handle)
 	mux.HandleFunc("DELETE /v1/services/{service}/members/{member}", handle)
 	mux.HandleFunc("DELETE /v1/services/{service}/members", handle)
+	mux.HandleFunc("PUT /v1/instances/{id}", handle)
 	fs.Server = httptest.NewServer(mux)
 	t.Cleanup(fs.Close)
 	return fs

@@ -105,6 +105,10 @@ func New(d Deps) *Server {
 	h.handle("DELETE /v1/services/{service}", h.deleteService)
 	h.handle("POST /v1/services/{service}/zones/{zone}/disable", h.setZone(false))
 	h.handle("POST /v1/services/{service}/zones/{zone}/enable", h.setZone(true))
+	if d.Instances != nil {
+		h.handle("PUT /v1/instances/{id}", h.putInstance)
+		h.handle("GET /v1/instances", h.listInstances)
+	}
 	h.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	})

@@ -79,6 +79,17 @@ type Config struct {
 	// haproxy labels servers by slot (s1, s2...), clbd's own /metrics by member name.
 	HaproxyMetricsListen string `yaml:"haproxy_metrics_listen"`
 
+	// AWSListen, when set, serves the AWS ELB (Classic, 2012-06-01) Query API on its own
+	// listener (package awsapi), over TLS when the native API uses it. Off by default.
+	AWSListen string `yaml:"aws_listen"`
+	// AWSDNSName is the DNSName the ELB API gives a load balancer: "{name}" is replaced by
+	// the load balancer's name. Empty: NAME.<host the client called>.
+	AWSDNSName string `yaml:"aws_dns_name"`
+	// AWSCertDir holds the certificates of the AWS API's HTTPS listeners: SSLCertificateId
+	// NAME (or an ARN ending in /NAME) is the file AWSCertDir/NAME.pem (certificate, chain and
+	// key, as haproxy reads them). Empty: HTTPS listeners are refused.
+	AWSCertDir string `yaml:"aws_cert_dir"`
+
 	// Store is where the membership lives: the state dir (default) or etcd (storecfg.go).
 	Store StoreConfig `yaml:"store"`
 

@@ -247,7 +247,7 @@ func (c *Config) validateSecurity() []error {
 	for _, f := range []struct{ key, path string }{
 		{"keys_file", c.KeysFile}, {"password_file", c.PasswordFile}, {"tls_cert", c.TLSCert},
 		{"tls_key", c.TLSKey}, {"tls_client_ca", c.TLSClientCA}, {"state_dir", c.StateDir},
-		{"templates", c.Templates}, {"output", c.Output}, {"runtime_socket", c.RuntimeSocket},
+		{"templates", c.Templates}, {"output", c.Output}, {"runtime_socket", c.RuntimeSocket}, {"aws_cert_dir", c.AWSCertDir},
 	} {
 		if err := validFilePath(f.path); err != nil {
 			errs = append(errs, fmt.Errorf("%s: %w", f.key, err))
@@ -257,6 +257,16 @@ func (c *Config) validateSecurity() []error {
 		if err := validListen(c.Listen); err != nil {
 			errs = append(errs, fmt.Errorf("listen %q: %w", clipText(c.Listen), err))
 		}
+	}
+	if c.AWSListen != "" {
+		if err := validListen(c.AWSListen); err != nil {
+			errs = append(errs, fmt.Errorf("aws_listen %q: %w", clipText(c.AWSListen), err))
+		} else if c.AWSListen == c.Listen {
+			errs = append(errs, fmt.Errorf("aws_listen %q: the native API listens there; give the AWS API its own port", clipText(c.AWSListen)))
+		}
+	}
+	if len(c.AWSDNSName) > 253 || strings.ContainsAny(c.AWSDNSName, " \t\r\n<>&\"'") {
+		errs = append(errs, fmt.Errorf("aws_dns_name %q: want a host name pattern with {name}", clipText(c.AWSDNSName)))
 	}
 	return errs
 }

@@ -15,6 +15,7 @@ import (
 	"path/filepath"
 	"slices"
 	"sync"
+	"time"
 
 	"gopkg.in/yaml.v3"
 
@@ -49,6 +50,44 @@ type File struct {
 	Services map[string]config.Service `yaml:"services,omitempty"`
 	// DisabledZones by service.
 	DisabledZones map[string][]string `yaml:"disabled_zones,omitempty"`
+	// Instances is the instance registry: what a member machine announced of itself
+	// (clb_register --instance-id), by instance id. The AWS API registers instances by id.
+	Instances map[string]Instance `yaml:"instances,omitempty"`
+	// LoadBalancers are the ELB attributes of services created through the AWS API, by
+	// service name: what clb's service model has no place for.
+	LoadBalancers map[string]LoadBalancer `yaml:"load_balancers,omitempty"`
+}
+
+// Instance is a member machine as it announced itself.
+type Instance struct {
+	Address string `yaml:"address" json:"address"`
+	Zone    string `yaml:"zone,omitempty" json:"zone,omitempty"`
+}
+
+// LoadBalancer is what the AWS API keeps of a load balancer beside its service.
+type LoadBalancer struct {
+	// Name is the name as the client spelled it (ELB names have upper case; services not).
+	Name string `yaml:"name"`
+	// Zones are the availability zones the load balancer routes to (Enable/Disable change
+	// them), in the order they were given.
+	Zones   []string  `yaml:"zones,omitempty,flow"`
+	Created time.Time `yaml:"created"`
+	Scheme  string    `yaml:"scheme,omitempty"`
+	// Tags are the load balancer's tags (AddTags, RemoveTags).
+	Tags map[string]string `yaml:"tags,omitempty"`
+	// Certificates are the SSLCertificateId of each HTTPS listener, by port, as given.
+	Certificates map[int]string `yaml:"certificates,omitempty"`
+	// Policies are the load balancer's policies by name (LB cookie stickiness), and
+	// ListenerPolicies the policy names attached to each listener, by port.
+	Policies         map[string]Policy `yaml:"policies,omitempty"`
+	ListenerPolicies map[int][]string  `yaml:"listener_policies,omitempty"`
+}
+
+// Policy is an ELB policy: its type and attributes.
+type Policy struct {
+	Type string `yaml:"type"`
+	// CookieExpirationPeriod is the LB cookie's lifetime in seconds; 0 is a session cookie.
+	CookieExpirationPeriod int `yaml:"cookie_expiration_period,omitempty"`
 }
 
 // Open reads the local definitions of a state dir (none yet is fine).
@@ -80,9 +119,25 @@ func (d *Defs) Snapshot() File {
 }
 
 func (f File) clone() File {
-	out := File{Services: maps.Clone(f.Services), DisabledZones: map[string][]string{}}
+	out := File{Services: maps.Clone(f.Services), DisabledZones: map[string][]string{},
+		Instances: maps.Clone(f.Instances), LoadBalancers: map[string]LoadBalancer{}}
 	if out.Services == nil {
 		out.Services = map[string]config.Service{}
+	}
+	if out.Instances == nil {
+		out.Instances = map[string]Instance{}
+	}
+	for k, v := range f.LoadBalancers {
+		v.Zones, v.Tags, v.Certificates = slices.Clone(v.Zones), maps.Clone(v.Tags), maps.Clone(v.Certificates)
+		lp := v.ListenerPolicies
+		v.Policies, v.ListenerPolicies = maps.Clone(v.Policies), nil
+		for port, names := range lp {
+			if v.ListenerPolicies == nil {
+				v.ListenerPolicies = map[int][]string{}
+			}
+			v.ListenerPolicies[port] = slices.Clone(names)
+		}
+		out.LoadBalancers[k] = v
 	}
 	for k, v := range f.DisabledZones {
 		out.DisabledZones[k] = slices.Clone(v)

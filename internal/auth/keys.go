@@ -67,8 +67,17 @@ func ValidateServiceGlob(g string) error {
 type Key struct {
 	// Signing is the 32-byte key derived from the secret with DeriveKey.
 	Signing []byte
-	Scope   Scope
+	// Secret is the secret itself (the keys file's secret, the password of key "default"):
+	// AWS SigV4 derives its own keys from it. Never logged: String leaves it out.
+	Secret []byte
+	Scope  Scope
 }
+
+// String describes the key without its secret or signing key, should one ever be printed.
+func (k Key) String() string { return "key(" + k.Scope.String() + ")" }
+
+// GoString is String, so that %#v does not print the secret either.
+func (k Key) GoString() string { return k.String() }
 
 // Keys finds the signing key and scope of a key id.
 type Keys interface {

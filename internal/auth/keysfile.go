@@ -113,7 +113,7 @@ func (f *KeysFile) Find(id string) int {
 func (f *KeysFile) SigningKeys() map[string]Key {
 	m := make(map[string]Key, len(f.Keys))
 	for _, k := range f.Keys {
-		m[k.ID] = Key{Signing: DeriveKey([]byte(k.Secret)), Scope: k.ScopeOf()}
+		m[k.ID] = Key{Signing: DeriveKey([]byte(k.Secret)), Secret: []byte(k.Secret), Scope: k.ScopeOf()}
 	}
 	return m
 }

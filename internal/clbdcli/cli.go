@@ -59,6 +59,7 @@ func flags() []cli.Flag {
 		&cli.BoolFlag{Name: "managed", Usage: "start and supervise haproxy (master-worker) and reload it through its master socket"},
 		&cli.StringFlag{Name: "password-file", Usage: "file holding the shared password (key \"default\"); default STATE_DIR/password, generated if missing (and no keys file)"},
 		&cli.StringFlag{Name: "keys-file", Usage: "YAML file of scoped API keys (mode 0600; watched; see clbd keys)"},
+		&cli.StringFlag{Name: "aws-listen", Usage: "also serve the AWS ELB Query API (2012-06-01) on this address (config key aws_listen; off by default)"},
 		&cli.StringFlag{Name: "tls-cert", Usage: "serve the API over TLS with this certificate (PEM; re-read when it changes)"},
 		&cli.StringFlag{Name: "tls-key", Usage: "private key of --tls-cert (PEM)"},
 		&cli.StringFlag{Name: "tls-client-ca", Usage: "require client certificates signed by this CA (PEM)"},
@@ -175,6 +176,7 @@ func overlay(c *cli.Context, cfg *config.Config) {
 		}
 	}
 	set("listen", &cfg.Listen)
+	set("aws-listen", &cfg.AWSListen)
 	set("templates", &cfg.Templates)
 	set("output", &cfg.Output)
 	set("reload-cmd", &cfg.ReloadCmd)

@@ -100,6 +100,18 @@ func New(secrets Secrets, opts ...Option) *Verifier {
 // Verify checks the signature of r, whose body (already read) is body. On success it returns
 // the credential; else an *Error.
 func (v *Verifier) Verify(r *http.Request, body []byte) (Credential, error) {
+	return v.verify(r, body, true)
+}
+
+// VerifyRepeatable is Verify for a read-only request, which may be sent twice with the same
+// signature: it neither refuses nor records a repeat. The clients sign with a one-second
+// clock, so an identical request repeated within a second (boto 2 polling
+// DescribeInstanceHealth) has the same signature; replaying a read changes nothing.
+func (v *Verifier) VerifyRepeatable(r *http.Request, body []byte) (Credential, error) {
+	return v.verify(r, body, false)
+}
+
+func (v *Verifier) verify(r *http.Request, body []byte, once bool) (Credential, error) {
 	if r.URL.Query().Has("X-Amz-Algorithm") || r.URL.Query().Has("X-Amz-Signature") {
 		return Credential{}, fail(CodeIncomplete, "presigned requests are not accepted; sign with the Authorization header")
 	}
@@ -139,6 +151,9 @@ func (v *Verifier) Verify(r *http.Request, body []byte) (Credential, error) {
 	got, herr := hex.DecodeString(a.signature)
 	if herr != nil || !hmac.Equal(got, want) {
 		return Credential{}, fail(CodeSignatureWrong, "The request signature we calculated does not match the signature you provided. Check your AWS Secret Access Key and signing method.")
+	}
+	if !once {
+		return a.cred, nil
 	}
 	if err := v.remember(a.signature, at.Add(v.skew), now); err != nil {
 		return Credential{}, err
