@@ -120,18 +120,25 @@ type series struct {
 	last time.Time // time of the previous sample; zero before the first
 	// latest is the last sample taken.
 	latest point
-	// ring holds the last samples; next is where the next one goes, n how many it holds.
-	ring    []point
-	next, n int
+	// ring holds the last samples, up to size (it grows to it: a young member costs only
+	// the samples it has); next is where the next one goes, n how many it holds.
+	ring          []point
+	size, next, n int
 }
 
 func (s *series) push(p point) {
-	if len(s.ring) == 0 {
+	if s.size == 0 {
+		return
+	}
+	if len(s.ring) < s.size {
+		s.ring = append(s.ring, p)
+		s.n = len(s.ring)
+		s.next = s.n % s.size
 		return
 	}
 	s.ring[s.next] = p
-	s.next = (s.next + 1) % len(s.ring)
-	s.n = min(s.n+1, len(s.ring))
+	s.next = (s.next + 1) % s.size
+	s.n = s.size
 }
 
 // samples returns the samples after since (zero: all) and not older than cutoff, oldest first.
@@ -175,12 +182,24 @@ func (h *History) Interval() time.Duration { return h.interval }
 // Window is how much history is kept.
 func (h *History) Window() time.Duration { return h.window }
 
-// capacity is the number of samples a member's ring holds.
-func (h *History) capacity() int {
+// MaxPoints bounds the samples kept for all members together (40 bytes each: 1.5 M points,
+// 60 MB). With more members than MaxPoints/(window/interval), a new member's ring is made
+// shorter (never under MinPoints): 10,000 members keep 150 samples each (5 minutes at 2 s).
+const (
+	MaxPoints = 1_500_000
+	MinPoints = 30
+)
+
+// capacity is the number of samples a new member's ring holds when the history has members.
+func (h *History) capacity(members int) int {
 	if h.interval <= 0 {
 		return 1
 	}
-	return max(1, int(h.window/h.interval))
+	n := max(1, int(h.window/h.interval))
+	if members > 0 && n*members > MaxPoints {
+		n = max(min(n, MinPoints), MaxPoints/members)
+	}
+	return n
 }
 
 // increase is how much a counter grew from prev to cur: all of cur after a restart (reset, or
@@ -296,6 +315,14 @@ func (h *History) Add(in Input) {
 		raw[src.Key] = src.Reading
 		return delta(prev, seen, src.Reading, reset)
 	}
+	total := 0 // members, for the size of new rings (a member in two backends counts twice)
+	for _, si := range in.Services {
+		for _, src := range si.Servers {
+			if src.Member != "" {
+				total++
+			}
+		}
+	}
 	services := make(map[string]*serviceSeries, len(in.Services))
 	for name, si := range in.Services {
 		ss := h.services[name]
@@ -324,7 +351,7 @@ func (h *History) Add(in Input) {
 		for m, a := range byMember {
 			s := ss.members[m]
 			if s == nil {
-				s = &series{ring: make([]point, h.capacity())}
+				s = &series{size: h.capacity(total)}
 			}
 			s.push(s.apply(a, in.Time))
 			members[m] = s

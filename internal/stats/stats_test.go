@@ -149,3 +149,29 @@ func TestMemberInTwoBackends(t *testing.T) {
 		t.Errorf("web's totals = %+v, want 52 requests, 5/s, 1 error/s (the 503s haproxy answered itself)", tot)
 	}
 }
+
+// TestRingBudget: rings grow with their samples, and many members get shorter rings so the
+// history stays within MaxPoints.
+func TestRingBudget(t *testing.T) {
+	h := New(2*time.Second, 10*time.Minute)
+	if got := h.capacity(10); got != 300 {
+		t.Errorf("capacity with 10 members = %d, want 300", got)
+	}
+	if got := h.capacity(10_000); got != 150 {
+		t.Errorf("capacity with 10,000 members = %d, want 150", got)
+	}
+	if got := h.capacity(1_000_000); got != MinPoints {
+		t.Errorf("capacity with 1,000,000 members = %d, want %d", got, MinPoints)
+	}
+	s := &series{size: 3}
+	for i := range 5 {
+		s.push(point{t: int64(i + 1)})
+		if want := min(i+1, 3); len(s.ring) != want || s.n != want {
+			t.Fatalf("after %d pushes: len %d, n %d, want %d", i+1, len(s.ring), s.n, want)
+		}
+	}
+	got := s.samples(time.Time{}, time.Unix(0, 0))
+	if len(got) != 3 || got[0].T.UnixNano() != 3 || got[2].T.UnixNano() != 5 {
+		t.Errorf("samples = %v, want the last 3 (3, 4, 5) oldest first", got)
+	}
+}
