@@ -232,18 +232,7 @@ func (a *Agent) run(ctx context.Context) error {
 		g.Go(func() error { return a.followStore(ctx) })
 	}
 	g.Go(func() error { return a.watch(ctx) })
-	g.Go(func() error {
-		if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
-			return fmt.Errorf("serve API: %w", err)
-		}
-		return nil
-	})
-	g.Go(func() error {
-		<-ctx.Done()
-		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		return srv.Shutdown(sctx)
-	})
+	serve(ctx, g, srv, ln, "API")
 	if awsLn != nil {
 		a.serveAWS(ctx, g, awsLn, srv)
 	}
@@ -337,18 +326,7 @@ func (a *Agent) serveAWS(ctx context.Context, g *errgroup.Group, ln net.Listener
 	})
 	srv := &http.Server{Handler: a.aws, ReadHeaderTimeout: like.ReadHeaderTimeout, ReadTimeout: like.ReadTimeout,
 		WriteTimeout: like.WriteTimeout, IdleTimeout: like.IdleTimeout, ErrorLog: like.ErrorLog}
-	g.Go(func() error {
-		if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
-			return fmt.Errorf("serve AWS API: %w", err)
-		}
-		return nil
-	})
-	g.Go(func() error {
-		<-ctx.Done()
-		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		return srv.Shutdown(sctx)
-	})
+	serve(ctx, g, srv, ln, "AWS API")
 	a.log.Info("AWS ELB API listening", "addr", ln.Addr().String())
 }
 
@@ -444,3 +422,19 @@ type agentStatus struct{ a *Agent }
 func (s agentStatus) Status() any                          { return s.a.status() }
 func (s agentStatus) Health() map[string]map[string]string { return s.a.rec.Health() }
 func (s agentStatus) Draining() map[string][]string        { return s.a.rec.Draining() }
+
+// serve runs srv on ln in g until ctx ends, then shuts it down (5 s for calls in flight).
+func serve(ctx context.Context, g *errgroup.Group, srv *http.Server, ln net.Listener, what string) {
+	g.Go(func() error {
+		if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+			return fmt.Errorf("serve %s: %w", what, err)
+		}
+		return nil
+	})
+	g.Go(func() error {
+		<-ctx.Done()
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		return srv.Shutdown(sctx)
+	})
+}
