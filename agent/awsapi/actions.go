@@ -1,6 +1,7 @@
 package awsapi
 
 import (
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"maps"
@@ -57,6 +58,9 @@ func (s *Server) actions() map[string]handler {
 		"DescribeTags":                            s.describeTags,
 		"SetLoadBalancerListenerSSLCertificate":   s.setCertificate,
 		"CreateLBCookieStickinessPolicy":          s.createLBCookiePolicy,
+		"CreateAppCookieStickinessPolicy":         s.createAppCookiePolicy,
+		"CreateLoadBalancerPolicy":                s.createPolicy,
+		"SetLoadBalancerPoliciesForBackendServer": s.setBackendPolicies,
 		"DeleteLoadBalancerPolicy":                s.deletePolicy,
 		"SetLoadBalancerPoliciesOfListener":       s.setListenerPolicies,
 		"DescribeLoadBalancerPolicies":            s.describePolicies,
@@ -232,23 +236,29 @@ func (s *Server) listeners(req *request) ([]config.Listener, map[int]string, err
 			}
 			l.Certificate, certs[port] = path, m["SSLCertificateId"]
 		case "SSL":
-			return nil, nil, errorf(http.StatusBadRequest, "UnsupportedProtocol", "%s: protocol SSL (TLS to TCP members) is not served yet; use HTTPS, HTTP or TCP", where)
+			l.Protocol = "ssl"
+			path, err := s.certificate(m["SSLCertificateId"])
+			if err != nil {
+				return nil, nil, err
+			}
+			l.Certificate, certs[port] = path, m["SSLCertificateId"]
 		case "":
 			return nil, nil, validation("%s.Protocol: missing", where)
 		default:
 			return nil, nil, errorf(http.StatusBadRequest, "UnsupportedProtocol", "%s: protocol %q: want HTTP, HTTPS, TCP or SSL", where, clip(m["Protocol"]))
 		}
+		tcp := proto == "TCP" || proto == "SSL"
 		if iproto == "" {
-			iproto = proto
-			if proto == "HTTPS" {
-				iproto = "HTTP"
+			iproto = "HTTP"
+			if tcp {
+				iproto = "TCP"
 			}
 		}
-		if iproto != "HTTP" && iproto != "TCP" || (iproto == "TCP") != (proto == "TCP") {
-			return nil, nil, errorf(http.StatusConflict, "InvalidConfigurationRequest", "%s: InstanceProtocol %s with Protocol %s: clbd speaks plain HTTP to HTTP listeners' members and TCP to TCP listeners' members", where, iproto, proto)
+		if iproto != "HTTP" && iproto != "TCP" || (iproto == "TCP") != tcp {
+			return nil, nil, errorf(http.StatusConflict, "InvalidConfigurationRequest", "%s: InstanceProtocol %s with Protocol %s: clbd speaks plain HTTP to the members of HTTP and HTTPS listeners and plain TCP to those of TCP and SSL listeners (no TLS to members)", where, iproto, proto)
 		}
-		if m["SSLCertificateId"] != "" && proto != "HTTPS" {
-			return nil, nil, validation("%s: SSLCertificateId is only for HTTPS listeners", where)
+		if m["SSLCertificateId"] != "" && proto != "HTTPS" && proto != "SSL" {
+			return nil, nil, validation("%s: SSLCertificateId is only for HTTPS and SSL listeners", where)
 		}
 		out = append(out, l)
 	}
@@ -285,6 +295,24 @@ func (s *Server) certificate(id string) (string, error) {
 	return path, nil
 }
 
+// listenerOf returns the load balancer named by LoadBalancerName and its listener on
+// LoadBalancerPort (ListenerNotFound when it has none).
+func (s *Server) listenerOf(req *request) (lb, config.Listener, error) {
+	l, err := s.find(req)
+	if err != nil {
+		return lb{}, config.Listener{}, err
+	}
+	port, err := portParam(req.p.get("LoadBalancerPort"), "LoadBalancerPort")
+	if err != nil {
+		return lb{}, config.Listener{}, err
+	}
+	i := slices.IndexFunc(l.svc.Listeners, func(o config.Listener) bool { return o.Port == port })
+	if i < 0 {
+		return lb{}, config.Listener{}, errorf(http.StatusBadRequest, "ListenerNotFound", "load balancer %s has no listener on port %d", l.name(), port)
+	}
+	return l, l.svc.Listeners[i], nil
+}
+
 func portParam(v, name string) (int, error) {
 	if v == "" {
 		return 0, validation("%s: missing", name)
@@ -302,11 +330,11 @@ func xmlListeners(ls []config.Listener, meta defs.LoadBalancer) xmlList[listener
 	for _, l := range ls {
 		p := strings.ToUpper(l.Protocol)
 		ip := "HTTP"
-		if l.Protocol == "tcp" {
+		if l.Protocol == "tcp" || l.Protocol == "ssl" {
 			ip = "TCP"
 		}
 		x := xmlListener{Protocol: p, LoadBalancerPort: l.Port, InstanceProtocol: ip, InstancePort: l.MemberPort}
-		if l.Protocol == "https" {
+		if l.Certificate != "" {
 			x.SSLCertificateID = certs[l.Port]
 			if x.SSLCertificateID == "" {
 				x.SSLCertificateID = l.Certificate // a config-file service: its PEM path
@@ -483,11 +511,11 @@ type lbDescription struct {
 	CanonicalHostedZoneNameID string
 	ListenerDescriptions      xmlList[listenerDescription]
 	Policies                  struct {
-		AppCookieStickinessPolicies xmlList[string]
+		AppCookieStickinessPolicies xmlList[appCookiePolicy]
 		LBCookieStickinessPolicies  xmlList[lbCookiePolicy]
 		OtherPolicies               xmlList[string]
 	}
-	BackendServerDescriptions xmlList[string]
+	BackendServerDescriptions xmlList[backendDescription]
 	AvailabilityZones         xmlList[string]
 	Subnets                   xmlList[string]
 	Instances                 xmlList[instanceXML]
@@ -503,10 +531,10 @@ func (s *Server) describe(req *request, l lb) lbDescription {
 	members := s.d.Members.Snapshot().Members[l.service]
 	dns := s.dnsName(req, l.name())
 	d := lbDescription{LoadBalancerName: l.name(), DNSName: dns, CanonicalHostedZoneName: dns,
-		ListenerDescriptions: xmlListeners(l.svc.Listeners, l.meta), BackendServerDescriptions: xmlList[string]{},
-		AvailabilityZones: l.zones(cfg, members), Subnets: xmlList[string]{}, Instances: instancesXML(members),
+		ListenerDescriptions: xmlListeners(l.svc.Listeners, l.meta),
+		AvailabilityZones:    l.zones(cfg, members), Subnets: xmlList[string]{}, Instances: instancesXML(members),
 		HealthCheck: healthXML(l.svc), SecurityGroups: xmlList[string]{}, Scheme: l.meta.Scheme}
-	d.Policies.AppCookieStickinessPolicies, d.Policies.LBCookieStickinessPolicies, d.Policies.OtherPolicies = xmlList[string]{}, lbCookiePolicies(l.meta), xmlList[string]{}
+	describePolicies(&d, l.meta)
 	d.SourceSecurityGroup.OwnerAlias, d.SourceSecurityGroup.GroupName = "amazon-elb", "amazon-elb-sg"
 	if d.AvailabilityZones == nil {
 		d.AvailabilityZones = xmlList[string]{}
@@ -539,18 +567,24 @@ func memberNames(members []model.Member) []string {
 	return names
 }
 
+// DescribeLoadBalancers pages: PageSize (1-400, default 400) load balancers by name; the
+// NextMarker of a page is the base64url of the next page's first service name, and it is
+// only given when more follow (AWS's Marker is opaque too).
 func (s *Server) describeLoadBalancers(req *request) (any, error) {
+	size := 400
 	if ps := req.p.get("PageSize"); ps != "" {
-		if n, err := strconv.Atoi(ps); err != nil || n < 1 || n > 400 {
+		n, err := strconv.Atoi(ps)
+		if err != nil || n < 1 || n > 400 {
 			return nil, validation("PageSize %q: want 1-400", clip(ps))
 		}
-	}
-	if req.p.get("Marker") != "" {
-		return nil, validation("Marker: clbd answers every load balancer in one page; there is no next page")
+		size = n
 	}
 	var out []lbDescription
-	names := req.p.list("LoadBalancerNames")
-	if len(names) > 0 {
+	var next string
+	if names := req.p.list("LoadBalancerNames"); len(names) > 0 {
+		if req.p.get("Marker") != "" {
+			return nil, validation("Marker: not with LoadBalancerNames (they are answered in one page)")
+		}
 		for _, n := range names {
 			l, err := s.lookup(req, n)
 			if err != nil {
@@ -559,18 +593,32 @@ func (s *Server) describeLoadBalancers(req *request) (any, error) {
 			out = append(out, s.describe(req, l))
 		}
 	} else {
+		from := ""
+		if m := req.p.get("Marker"); m != "" {
+			b, err := base64.RawURLEncoding.DecodeString(m)
+			if err != nil || model.ValidateServiceName(string(b)) != nil {
+				return nil, validation("Marker %q: not a marker clbd gave (NextMarker of an earlier page)", clip(m))
+			}
+			from = string(b)
+		}
 		d := s.d.Definitions.Definitions()
-		for _, service := range slices.Sorted(maps.Keys(s.d.Config().Services)) {
-			if !req.scope.AllowsService(service) {
+		services := s.d.Config().Services
+		for _, service := range slices.Sorted(maps.Keys(services)) {
+			if service < from || !req.scope.AllowsService(service) {
 				continue
 			}
+			if len(out) == size {
+				next = base64.RawURLEncoding.EncodeToString([]byte(service))
+				break
+			}
 			_, api := d.Services[service]
-			out = append(out, s.describe(req, lb{service: service, svc: s.d.Config().Services[service], meta: d.LoadBalancers[service], file: !api}))
+			out = append(out, s.describe(req, lb{service: service, svc: services[service], meta: d.LoadBalancers[service], file: !api}))
 		}
 	}
 	return struct {
 		LoadBalancerDescriptions xmlList[lbDescription]
-	}{out}, nil
+		NextMarker               string `xml:",omitempty"`
+	}{out, next}, nil
 }
 
 // --- health check
@@ -921,6 +969,9 @@ func (s *Server) createListeners(req *request) (any, error) {
 	next := slices.Clone(l.svc.Listeners)
 	for _, n := range add {
 		i := slices.IndexFunc(next, func(o config.Listener) bool { return o.Port == n.Port })
+		if i >= 0 {
+			n.ProxyProtocol = next[i].ProxyProtocol // derived from the back-end policies
+		}
 		switch {
 		case i < 0:
 			next = append(next, n)
@@ -968,11 +1019,10 @@ func (s *Server) setListeners(req *request, l lb, next []config.Listener, certs 
 	return s.update(req, l, func(f *defs.File) error {
 		svc := f.Services[l.service]
 		svc.Listeners = next
-		f.Services[l.service] = svc
 		meta := f.LoadBalancers[l.service]
 		ids := map[int]string{}
 		for _, li := range next {
-			if li.Protocol != "https" {
+			if li.Certificate == "" {
 				continue
 			}
 			if id, ok := certs[li.Port]; ok {
@@ -989,8 +1039,7 @@ func (s *Server) setListeners(req *request, l lb, next []config.Listener, certs 
 			}
 		}
 		meta.ListenerPolicies = lp
-		svc.Sticky = len(lp) > 0
-		f.Services[l.service] = svc
+		f.Services[l.service] = derivePolicies(svc, meta)
 		f.LoadBalancers[l.service] = meta
 		return nil
 	})
@@ -999,24 +1048,18 @@ func (s *Server) setListeners(req *request, l lb, next []config.Listener, certs 
 // setCertificate is SetLoadBalancerListenerSSLCertificate: the HTTPS listener on the port
 // gets another certificate (a reload).
 func (s *Server) setCertificate(req *request) (any, error) {
-	l, err := s.find(req)
+	l, li, err := s.listenerOf(req)
 	if err != nil {
 		return nil, err
 	}
-	port, err := portParam(req.p.get("LoadBalancerPort"), "LoadBalancerPort")
-	if err != nil {
-		return nil, err
-	}
+	port := li.Port
 	id, err := req.p.required("SSLCertificateId")
 	if err != nil {
 		return nil, err
 	}
-	i := slices.IndexFunc(l.svc.Listeners, func(o config.Listener) bool { return o.Port == port })
-	if i < 0 {
-		return nil, errorf(http.StatusBadRequest, "ListenerNotFound", "load balancer %s has no listener on port %d", l.name(), port)
-	}
-	if l.svc.Listeners[i].Protocol != "https" {
-		return nil, errorf(http.StatusConflict, "InvalidConfigurationRequest", "the listener on port %d is %s, not HTTPS", port, strings.ToUpper(l.svc.Listeners[i].Protocol))
+	i := slices.Index(l.svc.Listeners, li)
+	if li.Protocol != "https" && li.Protocol != "ssl" {
+		return nil, errorf(http.StatusConflict, "InvalidConfigurationRequest", "the listener on port %d is %s, not HTTPS or SSL", port, strings.ToUpper(li.Protocol))
 	}
 	path, err := s.certificate(id)
 	if err != nil {

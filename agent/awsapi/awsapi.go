@@ -212,9 +212,7 @@ var registerActions = map[string]bool{
 
 // unserved are ELB actions clbd knows and does not serve yet.
 var unserved = map[string]bool{
-	"CreateAppCookieStickinessPolicy": true, "CreateLoadBalancerPolicy": true,
-	"SetLoadBalancerPoliciesForBackendServer": true,
-	"ApplySecurityGroupsToLoadBalancer":       true, "AttachLoadBalancerToSubnets": true,
+	"ApplySecurityGroupsToLoadBalancer": true, "AttachLoadBalancerToSubnets": true,
 	"DetachLoadBalancerFromSubnets": true, "DescribeAccountLimits": true,
 }
 

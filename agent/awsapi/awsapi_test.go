@@ -89,7 +89,7 @@ func TestRefusals(t *testing.T) {
 		{"unknown action", form("Action", "LaunchRockets", "Version", Version), "ops", adminSecret, 400, "InvalidAction", "LaunchRockets"},
 		{"no version", form("Action", "DescribeLoadBalancers"), "ops", adminSecret, 400, "MissingParameter", "Version"},
 		{"elbv2 version", form("Action", "DescribeLoadBalancers", "Version", "2015-12-01"), "ops", adminSecret, 400, "NoSuchVersion", "2015-12-01"},
-		{"unserved action", form("Action", "CreateAppCookieStickinessPolicy", "Version", Version), "ops", adminSecret, 400, "UnsupportedOperation", "does not serve CreateAppCookieStickinessPolicy"},
+		{"unserved action", form("Action", "ApplySecurityGroupsToLoadBalancer", "Version", Version), "ops", adminSecret, 400, "UnsupportedOperation", "does not serve ApplySecurityGroupsToLoadBalancer"},
 		{"register key creates", form("Action", "CreateLoadBalancer", "Version", Version, "LoadBalancerName", "web"), "reg", regSecret, 403, "AccessDenied", "admin scope"},
 		{"register key deletes", form("Action", "DeleteLoadBalancer", "Version", Version, "LoadBalancerName", "web"), "reg", regSecret, 403, "AccessDenied", "admin scope"},
 	}

@@ -102,10 +102,18 @@ type Config struct {
 
 // Service is a load-balanced service: ELB's listeners, health check and policies.
 type Service struct {
-	Listeners       []Listener    `yaml:"listeners"`
-	HealthCheck     *HealthCheck  `yaml:"health_check"`
-	Balance         string        `yaml:"balance"`
-	Sticky          bool          `yaml:"sticky"`
+	Listeners   []Listener   `yaml:"listeners"`
+	HealthCheck *HealthCheck `yaml:"health_check"`
+	Balance     string       `yaml:"balance"`
+	Sticky      bool         `yaml:"sticky"`
+	// StickyCookie makes a sticky service follow the application's own session cookie
+	// (ELB's app-cookie stickiness): haproxy prefixes the cookie's value with the member's
+	// slot when a member sets it, routes the requests that carry it to that member and strips
+	// the prefix before they reach it. Empty: haproxy's own session cookie CLBSRV.
+	StickyCookie string `yaml:"sticky_cookie"`
+	// StickyMaxAge is the lifetime of haproxy's CLBSRV cookie (ELB's LB-cookie
+	// CookieExpirationPeriod), sent as Max-Age; 0 is a session cookie.
+	StickyMaxAge    time.Duration `yaml:"sticky_max_age"`
 	DrainingTimeout time.Duration `yaml:"draining_timeout"`
 	// Slots is the fewest server slots each of the service's backends has (default 8): members
 	// join and leave them without a reload; when they run out, a reload grows the pool to half
@@ -123,11 +131,16 @@ type Service struct {
 
 // Listener maps a port on the load balancer to a port on the members.
 type Listener struct {
-	Port        int    `yaml:"port" json:"port"`
-	Address     string `yaml:"address" json:"address,omitempty"`
-	Protocol    string `yaml:"protocol" json:"protocol"`
-	MemberPort  int    `yaml:"member_port" json:"member_port"`
+	Port       int    `yaml:"port" json:"port"`
+	Address    string `yaml:"address" json:"address,omitempty"`
+	Protocol   string `yaml:"protocol" json:"protocol"`
+	MemberPort int    `yaml:"member_port" json:"member_port"`
+	// Certificate is the PEM file (key and chain) of an https or ssl listener.
 	Certificate string `yaml:"certificate" json:"certificate,omitempty"`
+	// ProxyProtocol sends the PROXY protocol (v1) header to members on each connection, so
+	// that they learn the client's address on tcp and ssl listeners (ELB's ProxyProtocol
+	// policy); health checks send it too, since such members expect it on every connection.
+	ProxyProtocol bool `yaml:"proxy_protocol" json:"proxy_protocol,omitempty"`
 }
 
 // HealthCheck is an ELB-style health check.

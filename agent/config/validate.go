@@ -110,17 +110,17 @@ func (s *Service) Validate(name string) error {
 		switch l.Protocol {
 		case "http", "tcp":
 			if l.Certificate != "" {
-				return fail("listener %d: certificate is only for protocol https", i)
+				return fail("listener %d: certificate is only for protocols https and ssl", i)
 			}
-		case "https":
+		case "https", "ssl":
 			if l.Certificate == "" {
-				return fail("listener %d: protocol https needs certificate (a PEM file with key and chain)", i)
+				return fail("listener %d: protocol %s needs certificate (a PEM file with key and chain)", i, l.Protocol)
 			}
 			if !filepath.IsAbs(l.Certificate) || strings.ContainsAny(l.Certificate, " \t\r\n#\"'\\") {
 				return fail("listener %d: certificate %q: want an absolute path without spaces, quotes or '#'", i, l.Certificate)
 			}
 		default:
-			return fail("listener %d: protocol %q: want http, tcp or https", i, l.Protocol)
+			return fail("listener %d: protocol %q: want http, https, tcp or ssl", i, l.Protocol)
 		}
 	}
 	if !slices.Contains(balances, s.Balance) {
@@ -128,6 +128,23 @@ func (s *Service) Validate(name string) error {
 	}
 	if s.DrainingTimeout < 0 || s.DrainingTimeout > time.Hour {
 		return fail("draining_timeout %s: want 0s-1h", s.DrainingTimeout)
+	}
+	if s.StickyCookie != "" {
+		if !s.Sticky {
+			return fail("sticky_cookie %q needs sticky: true", model.Clip(s.StickyCookie, 64))
+		}
+		if !ValidCookieName(s.StickyCookie) {
+			return fail("sticky_cookie %q: want 1-128 of A-Z a-z 0-9 and !#$%%&'*+-.^_`|~ (a cookie name)", model.Clip(s.StickyCookie, 64))
+		}
+		if s.StickyMaxAge != 0 {
+			return fail("sticky_max_age is for haproxy's own cookie; with sticky_cookie the application's cookie sets the lifetime")
+		}
+	}
+	if s.StickyMaxAge < 0 || s.StickyMaxAge%time.Second != 0 || s.StickyMaxAge > 10*365*24*time.Hour {
+		return fail("sticky_max_age %s: want whole seconds, 0 (a session cookie) to 10 years", s.StickyMaxAge)
+	}
+	if s.StickyMaxAge != 0 && !s.Sticky {
+		return fail("sticky_max_age needs sticky: true")
 	}
 	if !slices.Contains(httpReuses, s.HTTPReuse) {
 		return fail("http_reuse %q: want one of safe, aggressive, always, never (empty: safe)", s.HTTPReuse)
@@ -340,4 +357,17 @@ func (c *Config) metricsAddr() (netip.AddrPort, error) {
 func isWildcard(addr string) bool {
 	a, err := netip.ParseAddr(addr)
 	return err == nil && a.IsUnspecified()
+}
+
+// ValidCookieName reports whether s is a cookie name (an RFC 6265 token) of at most 128 bytes.
+func ValidCookieName(s string) bool {
+	if s == "" || len(s) > 128 {
+		return false
+	}
+	for _, c := range []byte(s) {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0) {
+			return false
+		}
+	}
+	return true
 }

@@ -81,6 +81,8 @@ type LoadBalancer struct {
 	// ListenerPolicies the policy names attached to each listener, by port.
 	Policies         map[string]Policy `yaml:"policies,omitempty"`
 	ListenerPolicies map[int][]string  `yaml:"listener_policies,omitempty"`
+	// BackendPolicies are the policy names attached to each instance port (ProxyProtocol).
+	BackendPolicies map[int][]string `yaml:"backend_policies,omitempty"`
 }
 
 // Policy is an ELB policy: its type and attributes.
@@ -88,6 +90,10 @@ type Policy struct {
 	Type string `yaml:"type"`
 	// CookieExpirationPeriod is the LB cookie's lifetime in seconds; 0 is a session cookie.
 	CookieExpirationPeriod int `yaml:"cookie_expiration_period,omitempty"`
+	// CookieName is the application's cookie (app-cookie stickiness).
+	CookieName string `yaml:"cookie_name,omitempty"`
+	// ProxyProtocol is the ProxyProtocol attribute of a ProxyProtocolPolicyType policy.
+	ProxyProtocol bool `yaml:"proxy_protocol,omitempty"`
 }
 
 // Open reads the local definitions of a state dir (none yet is fine).
@@ -129,18 +135,24 @@ func (f File) clone() File {
 	}
 	for k, v := range f.LoadBalancers {
 		v.Zones, v.Tags, v.Certificates = slices.Clone(v.Zones), maps.Clone(v.Tags), maps.Clone(v.Certificates)
-		lp := v.ListenerPolicies
-		v.Policies, v.ListenerPolicies = maps.Clone(v.Policies), nil
-		for port, names := range lp {
-			if v.ListenerPolicies == nil {
-				v.ListenerPolicies = map[int][]string{}
-			}
-			v.ListenerPolicies[port] = slices.Clone(names)
-		}
+		v.Policies = maps.Clone(v.Policies)
+		v.ListenerPolicies, v.BackendPolicies = clonePorts(v.ListenerPolicies), clonePorts(v.BackendPolicies)
 		out.LoadBalancers[k] = v
 	}
 	for k, v := range f.DisabledZones {
 		out.DisabledZones[k] = slices.Clone(v)
+	}
+	return out
+}
+
+// clonePorts copies a map of names by port (nil stays nil).
+func clonePorts(m map[int][]string) map[int][]string {
+	if m == nil {
+		return nil
+	}
+	out := make(map[int][]string, len(m))
+	for port, names := range m {
+		out[port] = slices.Clone(names)
 	}
 	return out
 }

@@ -32,16 +32,16 @@ func Desired(c *config.Config, snap store.Snapshot, slots *Slots, d render.Data)
 	d.MetricsListen = c.HaproxyMetricsListen
 	for _, name := range slices.Sorted(maps.Keys(c.Services)) {
 		svc := c.Services[name]
-		rs := render.Service{Name: name, Balance: svc.Balance, Sticky: svc.Sticky, HTTPReuse: svc.HTTPReuse, Check: renderCheck(*svc.HealthCheck)}
+		rs := render.Service{Name: name, Balance: svc.Balance, Sticky: svc.Sticky, StickyCookie: svc.StickyCookie, StickyMaxAge: int(svc.StickyMaxAge / time.Second), HTTPReuse: svc.HTTPReuse, Check: renderCheck(*svc.HealthCheck)}
 		weights := ZoneWeights(snap.Members[name], c.DisabledZones[name])
 		for i, l := range svc.Listeners {
 			mode := "http"
-			if l.Protocol == "tcp" {
+			if l.Protocol == "tcp" || l.Protocol == "ssl" {
 				mode = "tcp"
 			}
 			rl := render.Listener{
 				Name: config.BackendName(name, l.Port), Address: l.Address, Port: l.Port,
-				Protocol: l.Protocol, Mode: mode, Certificate: l.Certificate, MemberPort: l.MemberPort,
+				Protocol: l.Protocol, Mode: mode, Certificate: l.Certificate, MemberPort: l.MemberPort, ProxyProtocol: l.ProxyProtocol,
 			}
 			for _, m := range snap.Members[name] {
 				port := l.MemberPort

@@ -39,6 +39,10 @@ type Service struct {
 	Name    string
 	Balance string
 	Sticky  bool
+	// StickyCookie is the application cookie a sticky service follows ("": haproxy's own
+	// CLBSRV); StickyMaxAge the lifetime of CLBSRV in seconds (0: a session cookie).
+	StickyCookie string
+	StickyMaxAge int
 	// HTTPReuse is the http-reuse mode of the service's http backends ("": haproxy's default).
 	HTTPReuse string
 	Check     Check
@@ -73,6 +77,8 @@ type Listener struct {
 	Mode        string
 	Certificate string
 	MemberPort  int
+	// ProxyProtocol sends the PROXY v1 header to members (send-proxy, check-send-proxy).
+	ProxyProtocol bool
 	// Servers are the members, one each.
 	Servers []Server
 	// Slots are the backend's server slots: the members in the slots clbd gave them, and free
