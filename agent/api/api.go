@@ -500,6 +500,8 @@ type ServiceView struct {
 	Listeners []config.Listener `json:"listeners"`
 	Balance   string            `json:"balance"`
 	Sticky    bool              `json:"sticky"`
+	// StickyCookie is the application cookie a sticky service follows ("": haproxy's CLBSRV).
+	StickyCookie string `json:"sticky_cookie,omitempty"`
 	// Zones are the zones of the service's members and the disabled ones, sorted, with
 	// whether each takes traffic.
 	Zones   []ZoneView   `json:"zones"`
@@ -576,7 +578,7 @@ func Views(in ViewInput) []ServiceView {
 		}
 		draining := append([]string{}, in.Draining[name]...)
 		out = append(out, ServiceView{Name: name, Listeners: svc.Listeners, Balance: svc.Balance, Sticky: svc.Sticky,
-			Zones: zv, Members: members, Draining: draining})
+			StickyCookie: svc.StickyCookie, Zones: zv, Members: members, Draining: draining})
 	}
 	return out
 }
