@@ -247,7 +247,7 @@ func (s *Server) updatePolicies(req *request, l lb, fn func(meta *defs.LoadBalan
 		return immutable(l.name())
 	}
 	next := l.meta
-	next.ListenerPolicies, next.BackendPolicies = clonePorts(l.meta.ListenerPolicies), clonePorts(l.meta.BackendPolicies)
+	next.ListenerPolicies, next.BackendPolicies = defs.ClonePorts(l.meta.ListenerPolicies), defs.ClonePorts(l.meta.BackendPolicies)
 	fn(&next)
 	svc := derivePolicies(l.svc, next)
 	if slices.Equal(svc.Listeners, l.svc.Listeners) && stickyOf(svc) == stickyOf(l.svc) &&
@@ -304,7 +304,7 @@ func derivePolicies(svc config.Service, meta defs.LoadBalancer) config.Service {
 
 // setPorts returns m with port's names set (none: removed).
 func setPorts(m map[int][]string, port int, names []string) map[int][]string {
-	m = clonePorts(m)
+	m = defs.ClonePorts(m)
 	if m == nil {
 		m = map[int][]string{}
 	}
@@ -314,17 +314,6 @@ func setPorts(m map[int][]string, port int, names []string) map[int][]string {
 		m[port] = names
 	}
 	return m
-}
-
-func clonePorts(m map[int][]string) map[int][]string {
-	if m == nil {
-		return nil
-	}
-	out := make(map[int][]string, len(m))
-	for port, names := range m {
-		out[port] = slices.Clone(names)
-	}
-	return out
 }
 
 type policyAttribute struct {

@@ -136,7 +136,7 @@ func (f File) clone() File {
 	for k, v := range f.LoadBalancers {
 		v.Zones, v.Tags, v.Certificates = slices.Clone(v.Zones), maps.Clone(v.Tags), maps.Clone(v.Certificates)
 		v.Policies = maps.Clone(v.Policies)
-		v.ListenerPolicies, v.BackendPolicies = clonePorts(v.ListenerPolicies), clonePorts(v.BackendPolicies)
+		v.ListenerPolicies, v.BackendPolicies = ClonePorts(v.ListenerPolicies), ClonePorts(v.BackendPolicies)
 		out.LoadBalancers[k] = v
 	}
 	for k, v := range f.DisabledZones {
@@ -145,8 +145,8 @@ func (f File) clone() File {
 	return out
 }
 
-// clonePorts copies a map of names by port (nil stays nil).
-func clonePorts(m map[int][]string) map[int][]string {
+// ClonePorts copies a map of names by port (nil stays nil).
+func ClonePorts(m map[int][]string) map[int][]string {
 	if m == nil {
 		return nil
 	}
