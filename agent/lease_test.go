@@ -85,18 +85,21 @@ func TestLeaseExpires(t *testing.T) {
 	}
 	t.Logf("a %s lease lapsed and the member left haproxy after %s", testTTL, gone.Round(time.Millisecond))
 	wantServed(t, s.front, 10, "b1")
-	if !strings.Contains(s.c.logs.String(), "lease expired: member unregistered") {
-		t.Error("clbd did not log the expiry")
-	}
-	if resp, err := noKeepAlive.Get("http://" + s.c.api + "/metrics"); err != nil {
-		t.Error(err)
-	} else {
+	// haproxy drops the member as soon as its removal is staged; the log line, the counter and
+	// state.json follow once the store has synced it (moments later).
+	waitFor(t, 5*time.Second, "the expiry's log line", func() bool {
+		return strings.Contains(s.c.logs.String(), "lease expired: member unregistered")
+	})
+	want := `clb_registrations_total{op="expire",service="web"} 1`
+	waitFor(t, 5*time.Second, "/metrics to count the expiry", func() bool {
+		resp, err := noKeepAlive.Get("http://" + s.c.api + "/metrics")
+		if err != nil {
+			return false
+		}
 		body, _ := io.ReadAll(resp.Body)
 		resp.Body.Close()
-		if want := `clb_registrations_total{op="expire",service="web"} 1`; !strings.Contains(string(body), want) {
-			t.Errorf("/metrics lacks %q", want)
-		}
-	}
+		return strings.Contains(string(body), want)
+	})
 	if state := string(readFile(t, filepath.Join(s.dir, "state.json"))); strings.Contains(state, `"b2"`) {
 		t.Errorf("state.json still holds b2:\n%s", state)
 	}
