@@ -164,12 +164,6 @@ func CompileEru(host string, r EruRules, t EruTargets) ([]Entry, error) {
 	if len(unreachable) > 0 {
 		return nil, fail("rules unreachable from init %q: %s", r.Init, strings.Join(unreachable, ", "))
 	}
-	// A rewrite on a dead end is meaningless (the answer is a status): drop it.
-	for i := range out {
-		if out[i].Status != 0 {
-			out[i].Rewrite = nil
-		}
-	}
 	return out, nil
 }
 
