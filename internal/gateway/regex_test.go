@@ -20,7 +20,7 @@ func TestPCREEmission(t *testing.T) {
 		{`x{2,5}?`, `x{2,5}?`},          //
 		{`(?P<n>a)(b)`, `(?:(a)(b))`},   // named groups become plain ones
 		{`\bfoo\B`, `(?:\bfoo\B)`},      //
-		{`a b`, `a\x20b`},           // no space: it would end the map key
+		{`a b`, `a\x20b`},               // no space: it would end the map key
 		{`\Aa\z`, `(?:^a$)`},            // text anchors become field anchors
 		{`[[:alpha:]]+|[0-9]{3,}`, `(?:[A-Za-z]+|[0-9]{3,})`},
 		{`[a-c.]`, `[\.a-c]`},
