@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"clb/internal/haproxy"
+	"path"
 	"slices"
 	"sort"
 	"strings"
@@ -16,65 +17,87 @@ type MapUpdate struct {
 
 // Plan returns the runtime updates that take haproxy from old's maps to c's, in the order to
 // apply them, one ApplyMap each (old nil: every map, as after a start). It assumes the
-// scaffold is unchanged (same gateways, binds, headers: ScaffoldEqual); otherwise reload.
+// scaffold is unchanged (ScaffoldEqual); otherwise reload. See PlanMaps.
+func (c *Compiled) Plan(old *Compiled) []MapUpdate {
+	var loaded map[string][]haproxy.MapEntry
+	if old != nil {
+		loaded = old.Maps
+	}
+	return PlanMaps(loaded, c.Maps)
+}
+
+// PlanMaps orders the runtime updates from the maps haproxy has loaded to the wanted ones.
+// Keys are map file names or paths (base names as Compile makes them: gw.NAME.domains.map,
+// gw.NAME.exact.map, ...); a map missing from loaded is unknown and is applied whole. Maps
+// whose entries are equal are left out.
 //
 // A domain that moves between the tree maps and a regex shard, or between shards, or goes
-// away, must never find its routes missing: first every route map gets its new entries plus
-// the old entries of such domains, then domains.map flips them, then the route maps drop the
-// old entries. A domain that stays where it is changes with its map's one atomic commit (a
-// tree domain whose change touches both exact.map and prefix.map may answer one request with
-// the new exact and the old prefix routes in between). Unchanged maps are left out.
-func (c *Compiled) Plan(old *Compiled) []MapUpdate {
+// away, must never find its routes missing: first every route map of its gateway gets its
+// new entries plus the old entries of such domains, then domains.map flips them, then the
+// route maps drop the old entries. Applying maps in name order instead (domains.map first)
+// answers such a domain's requests with its no-match status until its new shard is loaded.
+// A domain that stays where it is changes with its map's one atomic commit (a tree domain
+// whose change touches both exact.map and prefix.map may answer one request with the new
+// exact and the old prefix routes in between).
+func PlanMaps(loaded, want map[string][]haproxy.MapEntry) []MapUpdate {
 	var first, flip, last []MapUpdate
-	for _, f := range c.Frontends {
-		var of *Frontend
-		if old != nil {
-			for i := range old.Frontends {
-				if old.Frontends[i].Gateway == f.Gateway {
-					of = &old.Frontends[i]
-				}
-			}
-		}
-		if of == nil {
-			for _, n := range gatewayMaps(f) {
-				first = append(first, MapUpdate{Map: n, Entries: c.Maps[n]})
-			}
+	keys := make([]string, 0, len(want))
+	for k := range want {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	// Hosts that move or go, by gateway (the key prefix before "domains.map").
+	moving := map[string]map[string]bool{}
+	for _, k := range keys {
+		prefix, ok := strings.CutSuffix(k, "domains.map")
+		if !ok || !strings.HasPrefix(path.Base(k), "gw.") {
 			continue
 		}
-		// Hosts whose domains.map value changes mode (tree, shard, redirect) or that go.
-		oldMode, newMode := modes(old.Maps[of.DomainsMap]), modes(c.Maps[f.DomainsMap])
-		moving := map[string]bool{}
+		old, known := loaded[k]
+		if !known {
+			continue
+		}
+		oldMode, newMode := modes(old), modes(want[k])
 		for h, m := range oldMode {
 			if newMode[h] != m {
-				moving[h] = true
+				if moving[prefix] == nil {
+					moving[prefix] = map[string]bool{}
+				}
+				moving[prefix][h] = true
 			}
 		}
-		routeMaps := gatewayMaps(f)[1:]
-		for _, n := range routeMaps {
-			want := c.Maps[n]
-			if equalEntries(old.Maps[n], want) {
+	}
+	for _, k := range keys {
+		w := want[k]
+		old, known := loaded[k]
+		if known && slices.Equal(old, w) {
+			continue
+		}
+		if strings.HasSuffix(k, "domains.map") {
+			flip = append(flip, MapUpdate{Map: k, Entries: w})
+			continue
+		}
+		var keep []haproxy.MapEntry
+		for prefix, hosts := range moving {
+			if !strings.HasPrefix(k, prefix) {
 				continue
 			}
-			var keep []haproxy.MapEntry
-			for _, e := range old.Maps[n] {
-				if moving[entryHost(e.Key)] {
+			for _, e := range old {
+				if hosts[entryHost(e.Key)] {
 					keep = append(keep, e)
 				}
 			}
-			if len(keep) > 0 {
-				union := append(slices.Clone(want), keep...)
-				if n == f.ExactMap || n == f.PrefixMap {
-					sort.Slice(union, func(i, j int) bool { return union[i].Key < union[j].Key })
-				}
-				first = append(first, MapUpdate{Map: n, Entries: union})
-				last = append(last, MapUpdate{Map: n, Entries: want})
-			} else {
-				first = append(first, MapUpdate{Map: n, Entries: want})
-			}
 		}
-		if !equalEntries(old.Maps[f.DomainsMap], c.Maps[f.DomainsMap]) {
-			flip = append(flip, MapUpdate{Map: f.DomainsMap, Entries: c.Maps[f.DomainsMap]})
+		if len(keep) == 0 {
+			first = append(first, MapUpdate{Map: k, Entries: w})
+			continue
 		}
+		union := append(slices.Clone(w), keep...)
+		if strings.HasSuffix(k, "exact.map") || strings.HasSuffix(k, "prefix.map") {
+			sort.SliceStable(union, func(i, j int) bool { return union[i].Key < union[j].Key })
+		}
+		first = append(first, MapUpdate{Map: k, Entries: union})
+		last = append(last, MapUpdate{Map: k, Entries: w})
 	}
 	return append(append(first, flip...), last...)
 }
@@ -94,15 +117,6 @@ func (c *Compiled) ScaffoldEqual(old *Compiled) bool {
 		}
 	}
 	return true
-}
-
-// gatewayMaps lists a frontend's maps, domains.map first.
-func gatewayMaps(f Frontend) []string {
-	out := []string{f.DomainsMap, f.ExactMap, f.PrefixMap}
-	for _, s := range f.Shards {
-		out = append(out, s.Map)
-	}
-	return out
 }
 
 // modes maps each host of a domains.map to its mode ("t", "s07", "r").
@@ -125,6 +139,3 @@ func entryHost(key string) string {
 	return h
 }
 
-func equalEntries(a, b []haproxy.MapEntry) bool {
-	return slices.Equal(a, b)
-}

@@ -4,9 +4,12 @@ import (
 	"clb/internal/atomicfile"
 	"clb/internal/haproxy"
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"regexp"
+	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -149,4 +152,60 @@ func planNames(p []MapUpdate) []string {
 		out = append(out, u.Map)
 	}
 	return out
+}
+
+// PlanMaps works on map paths as well as names (the reconciler keys maps by path), and
+// leaves the domains map to the middle only when a domain moves.
+func TestPlanMapsByPath(t *testing.T) {
+	targets := ServiceTargets{"s1": {80}}
+	byPath := func(c *Compiled) map[string][]haproxy.MapEntry {
+		out := map[string][]haproxy.MapEntry{}
+		for n, e := range c.Maps {
+			out[MapPath("/var/lib/clb/maps", n)] = e
+		}
+		return out
+	}
+	gw := func(d Domain) map[string]Gateway {
+		return map[string]Gateway{"g": {Bind: ":80", Domains: map[string]Domain{"a.example": d, "z.example": {Routes: []Route{{Name: "all", Service: "s1"}}}}}}
+	}
+	tree, _ := Compile(gw(Domain{Routes: []Route{{Name: "all", Service: "s1"}}}), targets)
+	tree2, _ := Compile(gw(Domain{Routes: []Route{{Name: "x", Match: Match{PathExact: "/x"}, Status: 403}, {Name: "all", Service: "s1"}}}), targets)
+	shard, _ := Compile(gw(Domain{Routes: []Route{{Name: "ua", Match: Match{UserAgent: "bot"}, Status: 403}, {Name: "all", Service: "s1"}}}), targets)
+
+	names := func(p []MapUpdate) string {
+		var out []string
+		for _, u := range p {
+			out = append(out, filepath.Base(u.Map)+"/"+strconv.Itoa(len(u.Entries)))
+		}
+		return strings.Join(out, " ")
+	}
+	s := "re" + fmt.Sprintf("%02d", shardOf("a.example"))
+	for _, tc := range []struct {
+		name     string
+		from, to *Compiled
+		want     string
+	}{
+		{"same", tree, tree, ""},
+		{"stays in the tree", tree, tree2, "gw.g.exact.map/1"},
+		{"tree to shard", tree, shard, "gw.g.prefix.map/2 gw.g." + s + ".map/2 gw.g.domains.map/2 gw.g.prefix.map/1"},
+		{"shard to tree", shard, tree, "gw.g.prefix.map/2 gw.g." + s + ".map/2 gw.g.domains.map/2 gw.g." + s + ".map/0"},
+		{"unknown", nil, tree, "gw.g.exact.map/0 gw.g.prefix.map/2 gw.g.re00.map/0"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var loaded map[string][]haproxy.MapEntry
+			if tc.from != nil {
+				loaded = byPath(tc.from)
+			}
+			got := names(PlanMaps(loaded, byPath(tc.to)))
+			if tc.from == nil {
+				got = strings.Join(strings.Fields(got)[:3], " ")
+				if !strings.HasSuffix(names(PlanMaps(loaded, byPath(tc.to))), "gw.g.domains.map/2") {
+					t.Errorf("the domains map is not applied last: %s", names(PlanMaps(loaded, byPath(tc.to))))
+				}
+			}
+			if got != tc.want {
+				t.Errorf("got  %s\nwant %s", got, tc.want)
+			}
+		})
+	}
 }
