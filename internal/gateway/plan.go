@@ -138,4 +138,3 @@ func entryHost(key string) string {
 	h, _, _ := strings.Cut(key, "@")
 	return h
 }
-
