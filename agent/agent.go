@@ -314,7 +314,7 @@ func (a *Agent) managedHaproxy() *haproxy.Managed {
 // newAPI builds the native JSON API over the core.
 func (a *Agent) newAPI() *api.Server {
 	return api.New(api.Deps{
-		Logger: a.log, Config: a.config, Members: a.store, Applier: a.rec, Definitions: a, Instances: a,
+		Logger: a.log, Config: a.config, Members: a.store, Applier: a.rec, Definitions: a, Gateways: a, Instances: a,
 		Status: agentStatus{a}, Stats: a.rec.Stats(), Verifier: a.sec.verifier, Limiter: a.sec.limiter,
 		Metrics: a.metrics.handler(), OnChange: a.metrics.registration,
 	})

@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"errors"
 	"fmt"
 	"maps"
 
@@ -42,7 +43,7 @@ func (a *Agent) PutGateway(name string, g gateway.Gateway) ([]string, error) {
 	}
 	warns, err := a.config().ValidateGateway(name, g)
 	if err != nil {
-		return nil, err
+		return nil, invalid(err)
 	}
 	return warns, a.changeDefs(func(f *defs.File) error {
 		f.Gateways[name] = g
@@ -78,7 +79,7 @@ func (a *Agent) PutDomain(gw, host string, d gateway.Domain) ([]string, error) {
 	}
 	warns, err := gateway.ValidateDomain(host, d, g, cfg.Targets())
 	if err != nil {
-		return nil, fmt.Errorf("gateway %s, domain %s: %w", gw, host, err)
+		return nil, invalid(fmt.Errorf("gateway %s, domain %s: %w", gw, host, err))
 	}
 	return warns, a.changeDefs(func(f *defs.File) error {
 		g, ok := f.Gateways[gw]
@@ -113,4 +114,13 @@ func (a *Agent) RemoveDomain(gw, host string) error {
 		f.Gateways[gw] = g
 		return nil
 	})
+}
+
+// invalid makes sure a validation error says what it is: bad input (gateway.ErrInvalid)
+// unless it names an unknown service.
+func invalid(err error) error {
+	if errors.Is(err, gateway.ErrInvalid) || errors.Is(err, gateway.ErrUnknownService) {
+		return err
+	}
+	return fmt.Errorf("%w: %w", gateway.ErrInvalid, err)
 }
