@@ -37,6 +37,7 @@ import (
 	"clb/agent/reconcile"
 	"clb/internal/atomicfile"
 	"clb/internal/etcdstore"
+	"clb/internal/gateway"
 	"clb/internal/haproxy"
 	"clb/internal/sdnotify"
 	"clb/internal/statelock"
@@ -83,10 +84,12 @@ type Agent struct {
 	cancel  context.CancelFunc
 	managed *haproxy.Managed
 
-	// defs are the API's service definitions and disabled zones; fileServices the config
-	// file's services. setServices merges them into cfg under cfgMu.
+	// defs are the API's service and gateway definitions and disabled zones; fileServices
+	// and fileGateways the config file's. setServices merges them into cfg under cfgMu.
 	defs         *defs.Defs
 	fileServices map[string]config.Service
+	// fileGateways are the config file's gateways (never nil once set).
+	fileGateways map[string]gateway.Gateway
 	cfgMu        sync.Mutex
 }
 
@@ -162,7 +165,7 @@ func (a *Agent) run(ctx context.Context) error {
 	if a.shared != nil {
 		defer a.shared.Close()
 	}
-	if err := a.setServices(cfg.Services); err != nil {
+	if err := a.setServices(cfg.Services, fileGatewaysOf(cfg)); err != nil {
 		return fmt.Errorf("services defined through the API: %w", err)
 	}
 	cfg = a.config()
@@ -311,7 +314,7 @@ func (a *Agent) managedHaproxy() *haproxy.Managed {
 // newAPI builds the native JSON API over the core.
 func (a *Agent) newAPI() *api.Server {
 	return api.New(api.Deps{
-		Logger: a.log, Config: a.config, Members: a.store, Applier: a.rec, Definitions: a, Instances: a,
+		Logger: a.log, Config: a.config, Members: a.store, Applier: a.rec, Definitions: a, Gateways: a, Instances: a,
 		Status: agentStatus{a}, Stats: a.rec.Stats(), Verifier: a.sec.verifier, Limiter: a.sec.limiter,
 		Metrics: a.metrics.handler(), OnChange: a.metrics.registration,
 	})

@@ -22,6 +22,7 @@ import (
 
 	"gopkg.in/yaml.v3"
 
+	"clb/internal/gateway"
 	"clb/internal/model"
 )
 
@@ -95,6 +96,11 @@ type Config struct {
 
 	Services map[string]Service `yaml:"services"`
 
+	// Gateways are shared HTTP(S) listeners that route by host, path, user agent, headers
+	// and method to the services' backends (package gateway, gateways.go). Their routes
+	// change without a reload (map files); a new gateway, bind or header slot reloads.
+	Gateways map[string]gateway.Gateway `yaml:"gateways"`
+
 	// DisabledZones by service: zones taken out of rotation through the API (kept in the state
 	// dir, not in the config file).
 	DisabledZones map[string][]string `yaml:"-"`
@@ -121,7 +127,9 @@ type Service struct {
 	HTTPReuse string `yaml:"http_reuse"`
 }
 
-// Listener maps a port on the load balancer to a port on the members.
+// Listener maps a port on the load balancer to a port on the members. A listener of protocol
+// "gateway" binds nothing: its backend (SERVICE_PORT, port naming it) is reached only through
+// the routes of gateways (see gateways.go).
 type Listener struct {
 	Port        int    `yaml:"port" json:"port"`
 	Address     string `yaml:"address" json:"address,omitempty"`

@@ -65,6 +65,9 @@ func (c *Config) Validate() error {
 			continue
 		}
 		for _, l := range svc.Listeners {
+			if l.Protocol == ProtocolGateway {
+				continue // binds nothing
+			}
 			if metrics.IsValid() && int(metrics.Port()) == l.Port && (l.Address == "" || isWildcard(l.Address) || metrics.Addr().IsUnspecified() || l.Address == metrics.Addr().String()) {
 				errs = append(errs, fmt.Errorf("haproxy_metrics_listen %s: service %s listens on port %d there", metrics, name, l.Port))
 			}
@@ -75,6 +78,7 @@ func (c *Config) Validate() error {
 			binds[key] = name
 		}
 	}
+	errs = append(errs, c.validateGateways(binds)...)
 	return errors.Join(errs...)
 }
 
@@ -108,7 +112,7 @@ func (s *Service) Validate(name string) error {
 			}
 		}
 		switch l.Protocol {
-		case "http", "tcp":
+		case "http", "tcp", ProtocolGateway:
 			if l.Certificate != "" {
 				return fail("listener %d: certificate is only for protocol https", i)
 			}
@@ -120,7 +124,7 @@ func (s *Service) Validate(name string) error {
 				return fail("listener %d: certificate %q: want an absolute path without spaces, quotes or '#'", i, l.Certificate)
 			}
 		default:
-			return fail("listener %d: protocol %q: want http, tcp or https", i, l.Protocol)
+			return fail("listener %d: protocol %q: want http, tcp, https or gateway", i, l.Protocol)
 		}
 	}
 	if !slices.Contains(balances, s.Balance) {
