@@ -34,6 +34,7 @@ import (
 	"clb/agent/config"
 	"clb/agent/console"
 	"clb/agent/defs"
+	"clb/agent/eru"
 	"clb/agent/reconcile"
 	"clb/internal/atomicfile"
 	"clb/internal/etcdstore"
@@ -208,6 +209,16 @@ func (a *Agent) run(ctx context.Context) error {
 			awsLn = tls.NewListener(awsLn, tlsConfig)
 		}
 	}
+	var eruLn net.Listener
+	if cfg.EruListen != "" {
+		if eruLn, err = net.Listen("tcp", cfg.EruListen); err != nil {
+			ln.Close()
+			if awsLn != nil {
+				awsLn.Close()
+			}
+			return fmt.Errorf("eru_listen: %w", err)
+		}
+	}
 	srv := &http.Server{
 		Handler:           a.newHandler(),
 		ReadHeaderTimeout: 10 * time.Second,
@@ -238,6 +249,9 @@ func (a *Agent) run(ctx context.Context) error {
 	serve(ctx, g, srv, ln, "API")
 	if awsLn != nil {
 		a.serveAWS(ctx, g, awsLn, srv)
+	}
+	if eruLn != nil {
+		a.serveEru(ctx, g, eruLn, srv)
 	}
 	a.log.Info("clbd listening", "addr", ln.Addr().String(), "tls", tlsConfig != nil, "managed", cfg.Managed, "output", cfg.Output, "state_dir", cfg.StateDir)
 	a.notifySystemd(sdnotify.Ready)
@@ -331,6 +345,19 @@ func (a *Agent) serveAWS(ctx context.Context, g *errgroup.Group, ln net.Listener
 		WriteTimeout: like.WriteTimeout, IdleTimeout: like.IdleTimeout, ErrorLog: like.ErrorLog}
 	serve(ctx, g, srv, ln, "AWS API")
 	a.log.Info("AWS ELB API listening", "addr", ln.Addr().String())
+}
+
+// serveEru serves the Eru elb adapter on ln (eru_listen), plain HTTP (Eru's clients speak
+// nothing else), with the native API's server settings, until ctx ends.
+func (a *Agent) serveEru(ctx context.Context, g *errgroup.Group, ln net.Listener, like *http.Server) {
+	h := eru.New(eru.Deps{
+		Logger: a.log.With("front", "eru"), Config: a.config, Members: a.store, Applier: a.rec,
+		Definitions: a, Gateways: a,
+	})
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: like.ReadHeaderTimeout, ReadTimeout: like.ReadTimeout,
+		WriteTimeout: like.WriteTimeout, IdleTimeout: like.IdleTimeout, ErrorLog: like.ErrorLog}
+	serve(ctx, g, srv, ln, "Eru adapter")
+	a.log.Info("Eru elb adapter listening", "addr", ln.Addr().String())
 }
 
 // newHandler serves the API listener: the web console under /ui/, the API everywhere else

@@ -91,6 +91,21 @@ type Config struct {
 	// key, as haproxy reads them). Empty: HTTPS listeners are refused.
 	AWSCertDir string `yaml:"aws_cert_dir"`
 
+	// EruListen, when set, serves the Eru elb adapter (package eru: /__erulb__/domain,
+	// /__erulb__/upstream, /__erulb__/dump) on its own listener. Off by default. Eru's
+	// clients cannot sign requests, so only loopback clients may call it unless EruAllow
+	// lists networks, and then EruListen may be a non-loopback address (eru.go).
+	EruListen string `yaml:"eru_listen"`
+	// EruAllow are the networks (CIDRs, or single addresses) whose clients may call the
+	// Eru adapter besides loopback.
+	EruAllow []string `yaml:"eru_allow"`
+	// EruTokenFile, when set, holds a static token the Eru adapter's callers must send as
+	// "Authorization: Bearer TOKEN" (read at every request, so it can be rotated).
+	EruTokenFile string `yaml:"eru_token_file"`
+	// EruGateway is the gateway of Eru domains named without a port; empty: the only
+	// gateway there is.
+	EruGateway string `yaml:"eru_gateway"`
+
 	// Store is where the membership lives: the state dir (default) or etcd (storecfg.go).
 	Store StoreConfig `yaml:"store"`
 

@@ -252,6 +252,7 @@ func (c *Config) validateSecurity() []error {
 		{"keys_file", c.KeysFile}, {"password_file", c.PasswordFile}, {"tls_cert", c.TLSCert},
 		{"tls_key", c.TLSKey}, {"tls_client_ca", c.TLSClientCA}, {"state_dir", c.StateDir},
 		{"templates", c.Templates}, {"output", c.Output}, {"runtime_socket", c.RuntimeSocket}, {"aws_cert_dir", c.AWSCertDir},
+		{"eru_token_file", c.EruTokenFile},
 	} {
 		if err := validFilePath(f.path); err != nil {
 			errs = append(errs, fmt.Errorf("%s: %w", f.key, err))
@@ -269,6 +270,7 @@ func (c *Config) validateSecurity() []error {
 			errs = append(errs, fmt.Errorf("aws_listen %q: the native API listens there; give the AWS API its own port", clipText(c.AWSListen)))
 		}
 	}
+	errs = append(errs, c.validateEru()...)
 	if len(c.AWSDNSName) > 253 || strings.ContainsAny(c.AWSDNSName, " \t\r\n<>&\"'") {
 		errs = append(errs, fmt.Errorf("aws_dns_name %q: want a host name pattern with {name}", clipText(c.AWSDNSName)))
 	}

@@ -60,6 +60,7 @@ func flags() []cli.Flag {
 		&cli.StringFlag{Name: "password-file", Usage: "file holding the shared password (key \"default\"); default STATE_DIR/password, generated if missing (and no keys file)"},
 		&cli.StringFlag{Name: "keys-file", Usage: "YAML file of scoped API keys (mode 0600; watched; see clbd keys)"},
 		&cli.StringFlag{Name: "aws-listen", Usage: "also serve the AWS ELB Query API (2012-06-01) on this address (config key aws_listen; off by default)"},
+		&cli.StringFlag{Name: "eru-listen", Usage: "also serve the Eru elb adapter (/__erulb__/...) on this address, loopback unless eru_allow is set (config key eru_listen; off by default)"},
 		&cli.StringFlag{Name: "tls-cert", Usage: "serve the API over TLS with this certificate (PEM; re-read when it changes)"},
 		&cli.StringFlag{Name: "tls-key", Usage: "private key of --tls-cert (PEM)"},
 		&cli.StringFlag{Name: "tls-client-ca", Usage: "require client certificates signed by this CA (PEM)"},
@@ -177,6 +178,7 @@ func overlay(c *cli.Context, cfg *config.Config) {
 	}
 	set("listen", &cfg.Listen)
 	set("aws-listen", &cfg.AWSListen)
+	set("eru-listen", &cfg.EruListen)
 	set("templates", &cfg.Templates)
 	set("output", &cfg.Output)
 	set("reload-cmd", &cfg.ReloadCmd)
