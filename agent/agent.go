@@ -58,8 +58,10 @@ type Options struct {
 	// config (one send; give it a buffer of one or read it).
 	Ready chan<- net.Addr
 
-	// wrapRuntime lets tests wrap the runtime API client to inject failures.
+	// wrapRuntime lets tests wrap the runtime API client to inject failures; wrapMaps the
+	// runtime map loader.
 	wrapRuntime func(reconcile.Dialer) reconcile.Dialer
+	wrapMaps    func(reconcile.MapApplier) reconcile.MapApplier
 }
 
 // Agent is a running clbd.
@@ -280,6 +282,10 @@ func (a *Agent) newReconciler(cfg *config.Config) error {
 		o.Dial = func(ctx context.Context) (haproxy.RuntimeClient, error) { return haproxy.DialRuntime(ctx, sock) }
 		if a.opts.wrapRuntime != nil {
 			o.Dial = a.opts.wrapRuntime(o.Dial)
+		}
+		o.Maps = reconcile.SocketMaps(sock)
+		if a.opts.wrapMaps != nil {
+			o.Maps = a.opts.wrapMaps(o.Maps)
 		}
 		// An empty state (format version line only) until the first dump, so haproxy does not
 		// warn that the file is missing.

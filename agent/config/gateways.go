@@ -5,6 +5,7 @@ import (
 	"maps"
 	"net"
 	"net/netip"
+	"path/filepath"
 	"slices"
 	"strconv"
 
@@ -53,11 +54,7 @@ func (t targets) Backend(service string, port int) (string, error) {
 // does not define wrap gateway.ErrUnknownService) and returns the gateway package's warnings
 // (shadowed routes, ...). It does not check binds against other listeners: Validate does.
 func (c *Config) ValidateGateway(name string, g gateway.Gateway) ([]string, error) {
-	warns, err := gateway.Validate(name, g, c.Targets())
-	if err != nil {
-		return nil, fmt.Errorf("gateway %s: %w", name, err)
-	}
-	return warns, nil
+	return gateway.Validate(name, g, c.Targets()) // its errors name the gateway
 }
 
 // validateGateways checks every gateway and that no two listeners (services' and gateways')
@@ -116,4 +113,17 @@ func SplitBind(bind string) (netip.Addr, int, error) {
 		return netip.Addr{}, 0, fmt.Errorf("bind %q: want an IP address (or none for all)", bind)
 	}
 	return a, p, nil
+}
+
+// MapDirName is the directory, beside haproxy.cfg, of the gateways' map files.
+const MapDirName = "clb-maps"
+
+// MapDir is where the map files of the config installed at output live: next to it, so that
+// a reload reads them with the config (clbd writes them, atomically, before haproxy does).
+func MapDir(output string) string {
+	dir, err := filepath.Abs(filepath.Dir(output))
+	if err != nil {
+		dir = filepath.Dir(output)
+	}
+	return filepath.Join(dir, MapDirName)
 }

@@ -39,7 +39,7 @@ type FileKey struct {
 	Services []string `yaml:"services,omitempty,flow"`
 	// Domains are globs over gateway domains the key may change (register scope only).
 	Domains []string `yaml:"domains,omitempty,flow"`
-	Created  string   `yaml:"created,omitempty"`
+	Created string   `yaml:"created,omitempty"`
 }
 
 // KeysFile is the content of a keys file:

@@ -307,9 +307,30 @@ func renderCmd(c *cli.Context, stdout io.Writer, check bool) error {
 	// The same environment the daemon renders with.
 	env := render.Data{TemplateSource: source, AdminSocket: cfg.AdminSocket(), ServerStateFile: cfg.ServerStateFile()}
 	installed, _ := os.ReadFile(cfg.Output) // the slots members hold now, if it is there
-	out, err := render.Render(tmpl, reconcile.Desired(cfg, snap, reconcile.PlanSlots(installed, cfg, snap), env))
+	data := reconcile.Desired(cfg, snap, reconcile.PlanSlots(installed, cfg, snap), env)
+	// The gateways' map files: beside the output for render; for check, in a directory of
+	// its own that haproxy -c reads (the installed ones are not touched).
+	mapDir := config.MapDir(cfg.Output)
+	if check && len(cfg.Gateways) > 0 {
+		tmp, err := os.MkdirTemp("", "clbd-check-maps-*")
+		if err != nil {
+			return cli.Exit(err.Error(), ExitFailure)
+		}
+		defer os.RemoveAll(tmp)
+		mapDir = tmp
+	}
+	data.GatewayConfig, data.Maps, err = reconcile.Gateways(cfg, mapDir)
+	if err != nil {
+		return cli.Exit(err.Error(), ExitConfig)
+	}
+	out, err := render.Render(tmpl, data)
 	if err != nil {
 		return cli.Exit(err.Error(), ExitFailure)
+	}
+	if check {
+		if _, err := reconcile.WriteMaps(data.Maps); err != nil {
+			return cli.Exit(err.Error(), ExitFailure)
+		}
 	}
 	if !check {
 		_, err := stdout.Write(out)

@@ -16,6 +16,7 @@ import (
 	"text/template"
 	"time"
 
+	"clb/internal/haproxy"
 	"clb/templates"
 )
 
@@ -32,32 +33,22 @@ type Data struct {
 	MetricsListen string
 	// Services sorted by name.
 	Services []Service
-	// Gateways sorted by name: each one's frontend, rendered from the gateway package's
-	// fixed scaffold. Route changes change only the map files the scaffold reads (Maps), so
-	// that they apply without a reload.
-	Gateways []Gateway
+	// GatewayConfig is the gateways' sections (their frontends and the backends of fixed
+	// statuses), rendered from the gateway package's fixed scaffold; "" without gateways.
+	// Route changes change only the map files it reads (Maps), so that they apply without a
+	// reload.
+	GatewayConfig string
 	// Maps are the gateways' map files (absolute path → content), written next to the
 	// output before haproxy reads them; not part of the template.
 	Maps map[string]MapFile
 }
 
-// Gateway is one gateway's part of haproxy.cfg.
-type Gateway struct {
-	Name string
-	// Config is the gateway's sections (frontend and the backends of its fixed statuses),
-	// ready to paste.
-	Config string
-}
-
 // MapFile is one haproxy map file: its ordered entries (what the runtime API loads) and the
 // file's bytes (what a reload reads), the same thing twice.
 type MapFile struct {
-	Entries []MapEntry
+	Entries []haproxy.MapEntry
 	Bytes   []byte
 }
-
-// MapEntry is one line of a map file.
-type MapEntry struct{ Key, Value string }
 
 // Service is one load-balanced service.
 type Service struct {
