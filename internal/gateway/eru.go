@@ -23,6 +23,9 @@ func EruByService(t Targets) EruTargets { return eruByService{t} }
 type eruByService struct{ t Targets }
 
 func (e eruByService) Upstream(name string) (string, error) {
+	if strings.Contains(name, ":") {
+		return "", fmt.Errorf("%w: servername %q: a literal host:port is not supported; name a clb service", ErrInvalid, clip(name))
+	}
 	return backend(e.t, strings.ToLower(name), 0)
 }
 
@@ -164,12 +167,6 @@ func CompileEru(host string, r EruRules, t EruTargets) ([]Entry, error) {
 	if len(unreachable) > 0 {
 		return nil, fail("rules unreachable from init %q: %s", r.Init, strings.Join(unreachable, ", "))
 	}
-	// A rewrite on a dead end is meaningless (the answer is a status): drop it.
-	for i := range out {
-		if out[i].Status != 0 {
-			out[i].Rewrite = nil
-		}
-	}
 	return out, nil
 }
 
@@ -238,7 +235,7 @@ func parseEruRule(name string, r EruRule, t EruTargets) (*eruRule, error) {
 		}
 		be, err := t.Upstream(sn)
 		if err != nil {
-			if errors.Is(err, ErrUnknownService) {
+			if errors.Is(err, ErrUnknownService) || errors.Is(err, ErrInvalid) {
 				return nil, err
 			}
 			return nil, fmt.Errorf("%w %q: %v", ErrUnknownService, sn, err)

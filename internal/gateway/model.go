@@ -251,7 +251,7 @@ func (m *Model) resolveEru(d modelDomain, req Request) Decision {
 			next = rule.succ
 		}
 		if next == "" {
-			return status(eruDeadEnd, path)
+			return status(eruDeadEnd, req.Path)
 		}
 		name = next
 	}

@@ -149,9 +149,13 @@ func emit(b *strings.Builder, re *syntax.Regexp, keepCaps bool) {
 		emit(b, re.Sub[0], keepCaps)
 		b.WriteByte(')')
 	case syntax.OpStar, syntax.OpPlus, syntax.OpQuest, syntax.OpRepeat:
-		b.WriteString("(?:")
-		emit(b, re.Sub[0], keepCaps)
-		b.WriteByte(')')
+		if atom(re.Sub[0]) {
+			emit(b, re.Sub[0], keepCaps)
+		} else {
+			b.WriteString("(?:")
+			emit(b, re.Sub[0], keepCaps)
+			b.WriteByte(')')
+		}
 		switch re.Op {
 		case syntax.OpStar:
 			b.WriteByte('*')
@@ -195,6 +199,17 @@ func emit(b *strings.Builder, re *syntax.Regexp, keepCaps bool) {
 	}
 }
 
+// atom reports whether re is emitted as one PCRE atom (a repeat applies to all of it).
+func atom(re *syntax.Regexp) bool {
+	switch re.Op {
+	case syntax.OpCharClass, syntax.OpAnyChar, syntax.OpAnyCharNotNL, syntax.OpCapture:
+		return true
+	case syntax.OpLiteral:
+		return len(re.Rune) == 1 && re.Flags&syntax.FoldCase == 0
+	}
+	return false
+}
+
 // literal writes one rune as PCRE text: letters and digits as they are, everything else
 // escaped (\xHH for ASCII, which also keeps spaces out of map keys; non-ASCII cannot occur in
 // an accepted pattern except through case folding, which PCRE2 does itself).
@@ -202,8 +217,11 @@ func literal(b *strings.Builder, r rune) {
 	switch {
 	case r >= 'a' && r <= 'z', r >= 'A' && r <= 'Z', r >= '0' && r <= '9', r == '_', r == '/':
 		b.WriteRune(r)
+	case r > ' ' && r < 0x7f:
+		b.WriteByte('\\') // an escaped non-alphanumeric is always literal in PCRE
+		b.WriteRune(r)
 	case r < utf8.RuneSelf:
-		fmt.Fprintf(b, `\x%02x`, r)
+		fmt.Fprintf(b, `\x%02x`, r) // spaces too: a space would end the map key
 	default:
 		// A rune past ASCII in a literal matches no subject byte in PCRE2 without UTF.
 		b.WriteString("(?!)")
@@ -213,6 +231,9 @@ func literal(b *strings.Builder, r rune) {
 func classChar(b *strings.Builder, r rune) {
 	switch {
 	case r >= 'a' && r <= 'z', r >= 'A' && r <= 'Z', r >= '0' && r <= '9', r == '_', r == '/':
+		b.WriteRune(r)
+	case r > ' ' && r < 0x7f:
+		b.WriteByte('\\')
 		b.WriteRune(r)
 	default:
 		fmt.Fprintf(b, `\x%02x`, r)
