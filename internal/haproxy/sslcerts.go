@@ -35,6 +35,7 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"maps"
 	"math/big"
 	"net"
 	"os"
@@ -476,4 +477,42 @@ func firstLines(s string, n int) string {
 		l = l[:n]
 	}
 	return strings.Join(l, " / ")
+}
+
+// CertSources says where each domain's PEM of an https gateway is read from: the domain's
+// own file (own[domain], Domain.Certificate) when it names one, else DIR/DOMAIN.pem in the
+// gateway's certificate directory dir (Gateway.Certificates).
+func CertSources(dir string, own map[string]string) map[string]string {
+	out := make(map[string]string, len(own))
+	for d, p := range own {
+		if p == "" {
+			p = filepath.Join(dir, d+".pem")
+		}
+		out[d] = p
+	}
+	return out
+}
+
+// LoadCerts reads and validates (ValidateCert) each domain's PEM from sources (domain →
+// file) and returns them re-encoded, for WriteCertDir, with the warnings prefixed by their
+// domain. The first file that cannot be read or is refused is an error naming the domain
+// and the file: nothing should be written then, and haproxy keeps what it serves.
+func LoadCerts(sources map[string]string, now time.Time) (map[string][]byte, []string, error) {
+	pems := make(map[string][]byte, len(sources))
+	var warns []string
+	for _, d := range slices.Sorted(maps.Keys(sources)) {
+		b, err := os.ReadFile(sources[d])
+		if err != nil {
+			return nil, nil, fmt.Errorf("certificate of %s: %w", d, err)
+		}
+		info, err := ValidateCert(b, d, now)
+		if err != nil {
+			return nil, nil, fmt.Errorf("certificate of %s (%s): %w", d, sources[d], err)
+		}
+		for _, w := range info.Warnings {
+			warns = append(warns, d+": "+w)
+		}
+		pems[d] = info.PEM
+	}
+	return pems, warns, nil
 }

@@ -454,3 +454,29 @@ func TestCertsRuntime(t *testing.T) {
 	h.wantLeaf("b.example", def, "restarted from the files")
 	h.wantLeaf("c.example", c.fingerprint(), "restarted from the files")
 }
+
+func TestLoadCerts(t *testing.T) {
+	dir := t.TempDir()
+	own := filepath.Join(t.TempDir(), "own.pem")
+	a := mkCert(t, certSpec{cn: "a", names: []string{"a.example"}})
+	b := mkCert(t, certSpec{cn: "b", names: []string{"b.example"}})
+	os.WriteFile(filepath.Join(dir, "a.example.pem"), a.bundle(), 0o600)
+	os.WriteFile(own, b.bundle(), 0o600)
+	src := CertSources(dir, map[string]string{"a.example": "", "b.example": own})
+	if want := map[string]string{"a.example": filepath.Join(dir, "a.example.pem"), "b.example": own}; fmt.Sprint(src) != fmt.Sprint(want) {
+		t.Fatalf("CertSources = %v, want %v", src, want)
+	}
+	pems, warns, err := LoadCerts(src, time.Now())
+	if err != nil || len(pems) != 2 || len(warns) != 2 || !strings.HasPrefix(warns[0], "a.example: the chain does not verify") {
+		t.Fatalf("LoadCerts = %d PEMs, %q, %v", len(pems), warns, err)
+	}
+	// A domain whose file is another's certificate, or missing: refused, naming both.
+	src["c.example"] = own
+	if _, _, err := LoadCerts(src, time.Now()); err == nil || !strings.Contains(err.Error(), "certificate of c.example ("+own+")") || !strings.Contains(err.Error(), "do not cover c.example") {
+		t.Errorf("LoadCerts(wrong names) = %v", err)
+	}
+	src["c.example"] = filepath.Join(dir, "c.example.pem")
+	if _, _, err := LoadCerts(src, time.Now()); !errors.Is(err, os.ErrNotExist) || !strings.Contains(err.Error(), "certificate of c.example") {
+		t.Errorf("LoadCerts(missing) = %v", err)
+	}
+}
