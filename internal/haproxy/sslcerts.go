@@ -28,6 +28,7 @@ import (
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/rsa"
+	"crypto/sha1"
 	"crypto/sha256"
 	"crypto/x509"
 	"crypto/x509/pkix"
@@ -433,12 +434,30 @@ func abortCert(ctx context.Context, socket, path string) {
 // by an empty line) when payload is not nil, and succeeds when the answer contains one of
 // ok: haproxy's SSL commands answer in words, not severity codes.
 func sslCmd(ctx context.Context, socket, cmd string, payload []byte, ok ...string) error {
+	ans, err := adminRaw(ctx, socket, cmd, payload)
+	if err != nil {
+		return err
+	}
+	for _, o := range ok {
+		if strings.Contains(ans, o) {
+			return nil
+		}
+	}
+	if ans == "" {
+		ans = "empty answer (payload too long?)"
+	}
+	return fmt.Errorf("%s: %s", cmd, firstLines(ans, 3))
+}
+
+// adminRaw sends one command (and payload) on its own admin-socket connection and returns
+// the answer, trimmed.
+func adminRaw(ctx context.Context, socket, cmd string, payload []byte) (string, error) {
 	ctx, cancel := withDefaultTimeout(ctx, 5*time.Second)
 	defer cancel()
 	var d net.Dialer
 	conn, err := d.DialContext(ctx, "unix", socket)
 	if err != nil {
-		return fmt.Errorf("%s: %w", cmd, err)
+		return "", fmt.Errorf("%s: %w", cmd, err)
 	}
 	defer conn.Close()
 	if dl, ok := ctx.Deadline(); ok {
@@ -453,22 +472,83 @@ func sslCmd(ctx context.Context, socket, cmd string, payload []byte, ok ...strin
 	}
 	b.WriteString("\n")
 	if _, err := conn.Write(b.Bytes()); err != nil {
-		return fmt.Errorf("%s: %w", cmd, err)
+		return "", fmt.Errorf("%s: %w", cmd, err)
 	}
 	var out bytes.Buffer
 	if _, err := out.ReadFrom(conn); err != nil {
-		return fmt.Errorf("%s: %w", cmd, err)
+		return "", fmt.Errorf("%s: %w", cmd, err)
 	}
-	ans := strings.TrimSpace(out.String())
-	for _, o := range ok {
-		if strings.Contains(ans, o) {
-			return nil
+	return strings.TrimSpace(out.String()), nil
+}
+
+// ErrCertsDiffer is wrapped by CheckCerts when haproxy does not serve what the files say.
+var ErrCertsDiffer = errors.New("haproxy's certificates differ from the files")
+
+// CheckCerts compares what the haproxy behind socket serves for dir's crt-list with the
+// files: the same lines (certificate and SNI filter), and each domain's loaded certificate
+// the one in its file (SHA-1 fingerprints, as `show ssl cert` prints them). A difference
+// (clbd stopped between writing the files and the runtime commands, or someone used the
+// CLI) wraps ErrCertsDiffer: a reload makes haproxy load the files. Run it after a restart
+// of clbd and after reloads, like the map check.
+func CheckCerts(ctx context.Context, socket string, dir CertDir) error {
+	data, err := os.ReadFile(dir.CrtList())
+	if err != nil {
+		return err
+	}
+	want, err := ParseCrtList(data)
+	if err != nil {
+		return err
+	}
+	out, err := adminRaw(ctx, socket, "show ssl crt-list "+dir.CrtList(), nil)
+	if err != nil {
+		return err
+	}
+	got, err := ParseCrtList([]byte(out))
+	if err != nil {
+		return fmt.Errorf("show ssl crt-list: %w", err)
+	}
+	if len(got) == 0 {
+		return fmt.Errorf("%w: haproxy has no crt-list %s (%s)", ErrCertsDiffer, dir.CrtList(), firstLines(out, 1))
+	}
+	key := func(es []CrtEntry) []string {
+		var k []string
+		for _, e := range es {
+			k = append(k, e.Cert+" "+e.SNI)
+		}
+		slices.Sort(k)
+		return k
+	}
+	if !slices.Equal(key(got), key(want)) {
+		return fmt.Errorf("%w: crt-list %s: haproxy has %q, the file %q", ErrCertsDiffer, dir.CrtList(), key(got), key(want))
+	}
+	for _, e := range want {
+		if e.SNI == "" {
+			continue
+		}
+		b, err := os.ReadFile(e.Cert)
+		if err != nil {
+			return err
+		}
+		blk, _ := pem.Decode(b)
+		if blk == nil || blk.Type != "CERTIFICATE" {
+			return fmt.Errorf("%s: no certificate first", e.Cert)
+		}
+		sum := sha1.Sum(blk.Bytes)
+		out, err := adminRaw(ctx, socket, "show ssl cert "+e.Cert, nil)
+		if err != nil {
+			return err
+		}
+		var loaded string
+		for _, l := range strings.Split(out, "\n") {
+			if v, ok := strings.CutPrefix(l, "SHA1 FingerPrint: "); ok {
+				loaded = strings.TrimSpace(v)
+			}
+		}
+		if !strings.EqualFold(loaded, hex.EncodeToString(sum[:])) {
+			return fmt.Errorf("%w: %s: haproxy serves %q, the file holds %X", ErrCertsDiffer, e.SNI, loaded, sum)
 		}
 	}
-	if ans == "" {
-		ans = "empty answer (payload too long?)"
-	}
-	return fmt.Errorf("%s: %s", cmd, firstLines(ans, 3))
+	return nil
 }
 
 func firstLines(s string, n int) string {
@@ -515,4 +595,26 @@ func LoadCerts(sources map[string]string, now time.Time) (map[string][]byte, []s
 		pems[d] = info.PEM
 	}
 	return pems, warns, nil
+}
+
+// PrepareGatewayTLS is what the reconciler does for one https gateway before it renders:
+// read and validate each domain's certificate (sources from CertSources), write dir
+// (WriteCertDir), and return the bind's TLS arguments ("ssl crt-list DIR/crt-list.txt",
+// gateway.Frontend.BindExtra), the changes for ApplyCerts, and the validation's warnings. A
+// refused certificate is an error and nothing is written: haproxy keeps serving what it has.
+//
+// Then: when haproxy.cfg is unchanged (a certificate added, replaced or removed changes only
+// the files of dir, never the bind line), ApplyCerts with the changes, and a reload when it
+// fails (ErrCertNeedsReload); when haproxy.cfg changed, the reload loads the files. After a
+// reload and once after clbd starts, CheckCerts, and a reload when it finds a difference.
+func PrepareGatewayTLS(dir CertDir, sources map[string]string, now time.Time) (bindExtra string, changes []CertChange, warnings []string, err error) {
+	pems, warns, err := LoadCerts(sources, now)
+	if err != nil {
+		return "", nil, nil, err
+	}
+	changes, err = WriteCertDir(dir, pems)
+	if err != nil {
+		return "", nil, nil, err
+	}
+	return "ssl crt-list " + dir.CrtList(), changes, warns, nil
 }

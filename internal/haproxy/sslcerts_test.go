@@ -373,6 +373,12 @@ func (h *tlsHaproxy) set(certs map[string]*issued) []CertChange {
 	return cs
 }
 
+func (h *tlsHaproxy) check() error {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	return CheckCerts(ctx, h.socket, h.dir)
+}
+
 func (h *tlsHaproxy) apply(cs []CertChange) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -398,11 +404,22 @@ func TestCertsRuntime(t *testing.T) {
 	h.wantLeaf("c.example", def, "start, unknown name")
 	h.wantLeaf("", def, "start, no SNI")
 
-	// Replaced: the next handshake gets the new certificate.
+	if err := h.check(); err != nil {
+		t.Errorf("CheckCerts at start: %v", err)
+	}
+
+	// Replaced: the next handshake gets the new certificate. Between the files and the
+	// runtime commands, CheckCerts sees the difference.
 	a2 := mkCert(t, certSpec{cn: "a2", names: []string{"a.example"}})
 	cs := h.set(map[string]*issued{"a.example": a2, "b.example": b})
+	if err := h.check(); !errors.Is(err, ErrCertsDiffer) || !strings.Contains(err.Error(), "a.example: haproxy serves") {
+		t.Errorf("CheckCerts before the runtime commands = %v, want ErrCertsDiffer naming a.example", err)
+	}
 	if err := h.apply(cs); err != nil {
 		t.Fatalf("replace: %v", err)
+	}
+	if err := h.check(); err != nil {
+		t.Errorf("CheckCerts after replace: %v", err)
 	}
 	h.wantLeaf("a.example", a2.fingerprint(), "replaced")
 	h.wantLeaf("b.example", b.fingerprint(), "replaced, other domain")
@@ -413,9 +430,26 @@ func TestCertsRuntime(t *testing.T) {
 		t.Fatalf("add: %v", err)
 	}
 	h.wantLeaf("c.example", c.fingerprint(), "added")
+	if err := h.check(); err != nil {
+		t.Errorf("CheckCerts after add: %v", err)
+	}
+	// A domain in the files that haproxy was not told about: the crt-lists differ.
+	d := mkCert(t, certSpec{cn: "d", names: []string{"d.example"}})
+	dcs := h.set(map[string]*issued{"a.example": a2, "b.example": b, "c.example": c, "d.example": d})
+	if err := h.check(); !errors.Is(err, ErrCertsDiffer) || !strings.Contains(err.Error(), "crt-list") {
+		t.Errorf("CheckCerts with a domain not added = %v, want ErrCertsDiffer about the crt-list", err)
+	}
+	if err := h.apply(dcs); err != nil {
+		t.Fatalf("add d: %v", err)
+	}
+	h.wantLeaf("d.example", d.fingerprint(), "added d")
 	if err := h.apply(h.set(map[string]*issued{"a.example": a2, "c.example": c})); err != nil {
 		t.Fatalf("remove: %v", err)
 	}
+	if err := h.check(); err != nil {
+		t.Errorf("CheckCerts after remove: %v", err)
+	}
+	h.wantLeaf("d.example", h.defaultFingerprint(), "removed d")
 	h.wantLeaf("b.example", def, "removed")
 	h.wantLeaf("c.example", c.fingerprint(), "removed, other domain")
 
@@ -453,6 +487,9 @@ func TestCertsRuntime(t *testing.T) {
 	h.wantLeaf("a.example", a3.fingerprint(), "restarted from the files")
 	h.wantLeaf("b.example", def, "restarted from the files")
 	h.wantLeaf("c.example", c.fingerprint(), "restarted from the files")
+	if err := h.check(); err != nil {
+		t.Errorf("CheckCerts after the restart: %v", err)
+	}
 }
 
 func TestLoadCerts(t *testing.T) {
@@ -478,5 +515,25 @@ func TestLoadCerts(t *testing.T) {
 	src["c.example"] = filepath.Join(dir, "c.example.pem")
 	if _, _, err := LoadCerts(src, time.Now()); !errors.Is(err, os.ErrNotExist) || !strings.Contains(err.Error(), "certificate of c.example") {
 		t.Errorf("LoadCerts(missing) = %v", err)
+	}
+}
+
+func TestPrepareGatewayTLS(t *testing.T) {
+	src := t.TempDir()
+	dir := CertDir(filepath.Join(t.TempDir(), "gw"))
+	a := mkCert(t, certSpec{cn: "a", names: []string{"a.example"}})
+	os.WriteFile(filepath.Join(src, "a.example.pem"), a.bundle(), 0o600)
+	bind, cs, warns, err := PrepareGatewayTLS(dir, CertSources(src, map[string]string{"a.example": ""}), time.Now())
+	if err != nil || bind != "ssl crt-list "+dir.CrtList() || len(cs) != 1 || cs[0].Old != nil || len(warns) != 1 {
+		t.Fatalf("PrepareGatewayTLS = %q, %d changes, %q, %v", bind, len(cs), warns, err)
+	}
+	// A refused certificate writes nothing.
+	os.WriteFile(filepath.Join(src, "b.example.pem"), a.bundle(), 0o600)
+	before, _ := os.ReadFile(dir.CrtList())
+	if _, _, _, err := PrepareGatewayTLS(dir, CertSources(src, map[string]string{"a.example": "", "b.example": ""}), time.Now()); !errors.Is(err, ErrBadCert) {
+		t.Fatalf("PrepareGatewayTLS(b with a's certificate) = %v, want ErrBadCert", err)
+	}
+	if after, _ := os.ReadFile(dir.CrtList()); !bytes.Equal(before, after) {
+		t.Errorf("crt-list changed after a refusal:\n%s", after)
 	}
 }
