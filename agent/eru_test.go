@@ -345,3 +345,44 @@ const eruReadmeRules = `{
     }
   }
 }`
+
+// TestEruGatewayByPort binds a domain key host:port to the gateway on that port: served
+// there and not on the other gateway, and GET gives the key back with its port (the plain
+// host of the default gateway without).
+func TestEruGatewayByPort(t *testing.T) {
+	e := startEru(t)
+	alt := testutil.FreePort(t)
+	if _, err := e.a.PutGateway("alt", gateway.Gateway{Bind: fmt.Sprintf("127.0.0.1:%d", alt)}); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-e.a.rec.Trigger(); err != nil {
+		t.Fatal(err)
+	}
+	// Two gateways and no eru_gateway: a plain host is ambiguous.
+	one := `{"init": "b", "rules": {"b": {"type": "backend", "args": {"servername": "up"}}}}`
+	e.refused("plain host, two gateways", "PUT", "/__erulb__/domain", `{"x.example": `+one+`}`, 400, "2 gateways and no eru_gateway")
+	e.want("PUT upstream", "PUT", "/__erulb__/upstream", fmt.Sprintf(`{"up": {"%s": ""}}`, e.members["a"]), 200, `{"msg": "OK"}`)
+	e.want("PUT host:port", "PUT", "/__erulb__/domain", fmt.Sprintf(`{"X.Example:%d": %s}`, alt, one), 200, `{"msg": "OK"}`)
+	e.want("GET", "GET", "/__erulb__/domain", "", 200, fmt.Sprintf(`{"x.example:%d": %s}`, alt, one))
+	get := func(port int) string {
+		req, _ := http.NewRequest("GET", fmt.Sprintf("http://127.0.0.1:%d/p", port), nil)
+		req.Host = "x.example"
+		resp, err := eruProxied.Do(req)
+		if err != nil {
+			return "ERR"
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return fmt.Sprintf("%d %s", resp.StatusCode, b)
+	}
+	if got := get(alt); got != "200 a /p" {
+		t.Errorf("through gateway alt: %q, want 200 a /p", got)
+	}
+	if got := get(e.gw); !strings.HasPrefix(got, "404") {
+		t.Errorf("through gateway web: %q, want 404 (the domain is alt's)", got)
+	}
+	e.want("DELETE by host:port", "DELETE", "/__erulb__/domain", fmt.Sprintf(`["x.example:%d"]`, alt), 200, `{"msg": "OK"}`)
+	if got := get(alt); !strings.HasPrefix(got, "404") {
+		t.Errorf("after DELETE: %q, want 404", got)
+	}
+}
