@@ -43,7 +43,8 @@ const MaxBody = 4 << 20
 type Server struct {
 	d   Deps
 	log *slog.Logger
-	mux *http.ServeMux
+	// routes by exact path (no redirects for unclean paths: every answer is JSON)
+	routes map[string]http.HandlerFunc
 }
 
 // New makes the adapter over d.
@@ -51,13 +52,12 @@ func New(d Deps) *Server {
 	if d.Logger == nil {
 		d.Logger = slog.New(slog.DiscardHandler)
 	}
-	s := &Server{d: d, log: d.Logger, mux: http.NewServeMux()}
-	s.mux.HandleFunc("/__erulb__/domain", s.methods(map[string]handler{"GET": s.getDomains, "PUT": s.putDomains, "DELETE": s.deleteDomains}))
-	s.mux.HandleFunc("/__erulb__/upstream", s.methods(map[string]handler{"GET": s.getUpstreams, "PUT": s.putUpstreams, "DELETE": s.deleteUpstreams}))
-	s.mux.HandleFunc("/__erulb__/dump", s.methods(map[string]handler{"PUT": s.dump}))
-	s.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
-		writeMsg(w, http.StatusNotFound, "no such endpoint: the Eru adapter serves /__erulb__/domain, /__erulb__/upstream and /__erulb__/dump")
-	})
+	s := &Server{d: d, log: d.Logger}
+	s.routes = map[string]http.HandlerFunc{
+		"/__erulb__/domain":   s.methods(map[string]handler{"GET": s.getDomains, "PUT": s.putDomains, "DELETE": s.deleteDomains}),
+		"/__erulb__/upstream": s.methods(map[string]handler{"GET": s.getUpstreams, "PUT": s.putUpstreams, "DELETE": s.deleteUpstreams}),
+		"/__erulb__/dump":     s.methods(map[string]handler{"PUT": s.dump}),
+	}
 	return s
 }
 
@@ -98,7 +98,12 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		writeMsg(w, err.Status, err.Msg)
 		return
 	}
-	s.mux.ServeHTTP(w, r)
+	h, found := s.routes[r.URL.Path]
+	if !found {
+		writeMsg(w, http.StatusNotFound, "no such endpoint: the Eru adapter serves /__erulb__/domain, /__erulb__/upstream and /__erulb__/dump")
+		return
+	}
+	h(w, r)
 }
 
 // allowed lets loopback clients and those of eru_allow in, and then asks for the token
