@@ -608,7 +608,11 @@ func TestGatewayMapFailures(t *testing.T) {
 		t.Fatalf("the uncommitted change is loaded already")
 	}
 	prepareOnly.Store(false)
+	master := f.a.status().HaproxyPID
 	f.restart() // haproxy stays up, as after kill -9 of clbd (the adopting clbd reloads it)
+	if got := f.a.status().HaproxyPID; got != master {
+		t.Fatalf("the restarted clbd did not adopt haproxy (master %d, now %d): two haproxy processes may share the port", master, got)
+	}
 	f.want("www.example.com", "/", "api /")
 	f.checkLoaded()
 }
