@@ -125,7 +125,7 @@ const (
 // gateway: reached only through gateways), one member each answering "NAME PATH", and a
 // config-file gateway "fixed".
 type gwFix struct {
-	t      *testing.T
+	t      testing.TB
 	a      *Agent
 	base   string
 	cfg    config.Config
@@ -150,7 +150,7 @@ func echo(t testing.TB, name, addr string) {
 	t.Cleanup(func() { srv.Close() })
 }
 
-func startGateways(t *testing.T, opts Options) *gwFix {
+func startGateways(t testing.TB, opts Options) *gwFix {
 	t.Helper()
 	requireHaproxy(t)
 	dir := testutil.ShortDir(t)
