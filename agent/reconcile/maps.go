@@ -12,7 +12,6 @@ import (
 	"strings"
 
 	"clb/agent/config"
-	"clb/internal/atomicfile"
 	"clb/internal/gateway"
 	"clb/internal/haproxy"
 	"clb/internal/render"
@@ -82,7 +81,10 @@ func Gateways(c *config.Config, mapDir string) (string, map[string]render.MapFil
 }
 
 // WriteMaps writes map files (atomically, each only when its bytes differ from the disk's)
-// and reports which ones it wrote.
+// and reports which ones it wrote. They are renamed into place but not fsynced: they are
+// derived data (the definitions they come from are durable), every clbd start writes them
+// again from the definitions and checks haproxy's loaded maps against them, and an fsync
+// per map would sit on the path of every route change.
 func WriteMaps(files map[string]render.MapFile) ([]string, error) {
 	var wrote []string
 	for _, path := range slices.Sorted(maps.Keys(files)) {
@@ -93,12 +95,35 @@ func WriteMaps(files map[string]render.MapFile) ([]string, error) {
 		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 			return wrote, fmt.Errorf("map directory: %w", err)
 		}
-		if err := atomicfile.Write(path, f.Bytes, 0o644); err != nil {
+		if err := writeRename(path, f.Bytes); err != nil {
 			return wrote, fmt.Errorf("write map %s: %w", path, err)
 		}
 		wrote = append(wrote, path)
 	}
 	return wrote, nil
+}
+
+// writeRename replaces path with data through a temporary file in its directory and a
+// rename: readers (haproxy) see the old or the new file, never a part.
+func writeRename(path string, data []byte) error {
+	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp-*")
+	if err != nil {
+		return err
+	}
+	_, err = f.Write(data)
+	if err == nil {
+		err = f.Chmod(0o644)
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(f.Name(), path)
+	}
+	if err != nil {
+		os.Remove(f.Name())
+	}
+	return err
 }
 
 // changedMaps lists the maps whose contents differ from what haproxy is known to have loaded
