@@ -3,13 +3,18 @@ package agent_test
 import (
 	"context"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
+	"clb/agent/config"
+	"clb/agent/reconcile"
 	"clb/internal/etcdtest"
 	"clb/internal/haproxy"
 )
@@ -90,5 +95,117 @@ func TestEtcdGateways(t *testing.T) {
 	}
 	if out := cli(B, "gateway", "list"); !strings.Contains(out, `"source": "api"`) || !strings.Contains(out, "www.example.com") {
 		t.Errorf("clbd gateway list on B: %s", out)
+	}
+}
+
+// TestGatewayKill9External: external mode (haproxy run as Debian's service would, clbd with
+// --runtime-socket), a config-file gateway. clbd is killed with SIGKILL; meanwhile haproxy's
+// loaded map is changed behind its back and a new version is left prepared but never
+// committed (what a clbd killed between prepare and commit leaves). The clbd started again
+// finds the loaded maps differ from the files and loads the files through the runtime API:
+// traffic follows the files, with no reload (worker pid and reload counter unchanged).
+func TestGatewayKill9External(t *testing.T) {
+	requireHaproxyBin(t)
+	dir := shortDir(t)
+	front, member, gwPort := freePort(t), freePort(t), freePort(t)
+	backend(t, "b1", fmt.Sprintf("127.0.0.1:%d", member))
+	cfgPath := filepath.Join(dir, "clbd.yaml")
+	cfgText := webConfig(front, member, fmt.Sprintf("gateways:\n  pub:\n    bind: 127.0.0.1:%d\n    domains:\n      www.example.com:\n        routes: [{name: all, service: web}]\n", gwPort))
+	writeFile(t, cfgPath, cfgText, 0o644)
+	pwFile := filepath.Join(dir, "password")
+	writeFile(t, pwFile, fleetPassword+"\n", 0o600)
+	hapCfg, pid, sock := filepath.Join(dir, "external.cfg"), filepath.Join(dir, "external.pid"), filepath.Join(dir, "admin.sock")
+	script, err := filepath.Abs("testdata/reload-haproxy.sh")
+	if err != nil {
+		t.Fatal(err)
+	}
+	args := []string{"--config", cfgPath, "--state-dir", dir, "--templates", filepath.Join(dir, "templates"), "--password-file", pwFile,
+		"-o", hapCfg, "--reload-cmd", fmt.Sprintf("%q %q", script, pid), "--runtime-socket", sock}
+	// haproxy runs first, on the config and maps clbd renders.
+	writeFile(t, hapCfg, mustRun(t, "clbd", append([]string{"render"}, args...)...), 0o644)
+	cfg := config.Defaults()
+	if err := config.Decode(&cfg, []byte(cfgText), "test"); err != nil {
+		t.Fatal(err)
+	}
+	cfg.SetDefaults()
+	_, files, err := reconcile.Gateways(&cfg, config.MapDir(hapCfg))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := reconcile.WriteMaps(files); err != nil {
+		t.Fatal(err)
+	}
+	hap := exec.Command("haproxy", "-W", "-f", hapCfg, "-p", pid)
+	if err := hap.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		hap.Process.Signal(syscall.SIGTERM)
+		done := make(chan struct{})
+		go func() { hap.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(10 * time.Second):
+			hap.Process.Kill()
+		}
+	})
+	get := func() string {
+		req, _ := http.NewRequest("GET", fmt.Sprintf("http://127.0.0.1:%d/", gwPort), nil)
+		req.Host = "www.example.com"
+		resp, err := noKeepAlive.Do(req)
+		if err != nil {
+			return "ERR " + err.Error()
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return fmt.Sprintf("%d %s", resp.StatusCode, strings.TrimSpace(string(b)))
+	}
+	c := startClbd(t, dir, args...)
+	mustRun(t, "clb_register", "--server", "http://"+c.api, "--password-file", pwFile, "--service", "web", "--name", "b1",
+		"--address", "127.0.0.1", "--port", itoa(member))
+	waitFor(t, 10*time.Second, "the gateway routes to b1", func() bool { return get() == "200 b1" })
+	workerPid := func() string {
+		out, err := haproxy.AdminCommand(context.Background(), sock, "show info")
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, l := range strings.Split(out, "\n") {
+			if v, ok := strings.CutPrefix(l, "Pid: "); ok {
+				return v
+			}
+		}
+		return ""
+	}
+	worker := workerPid()
+
+	c.stop(syscall.SIGKILL)
+	prefix := filepath.Join(config.MapDir(hapCfg), "gw.pub.prefix.map")
+	for _, cmd := range []struct{ cmd, payload string }{
+		{"set map " + prefix + " www.example.com@ gw.status.503", ""}, // haproxy now differs from the file
+		{"prepare map " + prefix, ""},                                 // and a version left uncommitted
+		{"add map @1 " + prefix, "www.example.com@ gw.status.410"},
+	} {
+		var payload []string
+		if cmd.payload != "" {
+			payload = []string{cmd.payload}
+		}
+		if out, err := haproxy.AdminCommand(context.Background(), sock, cmd.cmd, payload...); err != nil {
+			t.Fatalf("%s: %v %s", cmd.cmd, err, out)
+		}
+	}
+	if got := get(); !strings.HasPrefix(got, "503 ") {
+		t.Fatalf("after the change behind clbd's back: %q, want 503", got)
+	}
+	c.start()
+	waitFor(t, 10*time.Second, "the restarted clbd restores the files' routes", func() bool { return get() == "200 b1" })
+	if got := workerPid(); got != worker {
+		t.Errorf("haproxy worker %s → %s: want the maps repaired without a reload", worker, got)
+	}
+	if st := c.status(); st["reloads"] != float64(0) {
+		t.Errorf("restarted clbd: reloads %v, want 0 (runtime maps)", st["reloads"])
+	}
+	data, _ := os.ReadFile(prefix)
+	if err := haproxy.CheckMap(context.Background(), sock, prefix, haproxy.ParseMap(data)); err != nil {
+		t.Error(err)
 	}
 }
