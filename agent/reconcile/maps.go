@@ -138,26 +138,40 @@ func (r *Reconciler) changedMaps(files map[string]render.MapFile) []string {
 	return out
 }
 
-// applyMaps brings haproxy's loaded maps to files through the runtime API: each map of
-// paths that haproxy does not hold already (CheckMap) is applied (ApplyMap). It returns how
-// many it applied; on the first error it stops (the caller reloads: the files are right).
+// applyMaps brings haproxy's loaded maps to files through the runtime API, in the order of
+// gateway.PlanMaps (a domain moving between the tree maps and a regex shard is never without
+// its routes: the route maps get its new entries first, domains.map flips it, then the old
+// ones go). The maps of paths whose loaded contents are not known are checked first
+// (CheckMap) and applied whole when they differ. It returns how many ApplyMap it made; on the
+// first error it stops (the caller reloads: the files are right).
 func (r *Reconciler) applyMaps(ctx context.Context, files map[string]render.MapFile, paths []string) (int, error) {
-	applied := 0
 	if r.loadedMaps == nil {
 		r.loadedMaps = map[string][]byte{}
 	}
-	for _, path := range paths {
-		f := files[path]
-		if r.maps.CheckMap(ctx, path, f.Entries) == nil {
+	check := map[string]bool{}
+	for _, p := range paths {
+		check[p] = true
+	}
+	loaded := make(map[string][]haproxy.MapEntry, len(files))
+	want := make(map[string][]haproxy.MapEntry, len(files))
+	for path, f := range files {
+		want[path] = f.Entries
+		if old, ok := r.loadedMaps[path]; ok {
+			loaded[path] = haproxy.ParseMap(old)
+		} else if check[path] && r.maps.CheckMap(ctx, path, f.Entries) == nil {
 			r.loadedMaps[path] = f.Bytes
-			continue
+			loaded[path] = f.Entries
 		}
-		err := r.maps.ApplyMap(ctx, path, f.Entries)
+	}
+	applied := 0
+	for _, u := range gateway.PlanMaps(loaded, want) {
+		err := r.maps.ApplyMap(ctx, u.Map, u.Entries)
 		r.observeMap(err)
 		if err != nil {
-			return applied, fmt.Errorf("runtime map %s: %w", filepath.Base(path), err)
+			delete(r.loadedMaps, u.Map) // not known any more: checked again next time
+			return applied, fmt.Errorf("runtime map %s: %w", filepath.Base(u.Map), err)
 		}
-		r.loadedMaps[path] = f.Bytes
+		r.loadedMaps[u.Map] = haproxy.FormatMap(u.Entries)
 		applied++
 	}
 	return applied, nil
