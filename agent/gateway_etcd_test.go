@@ -208,4 +208,11 @@ func TestGatewayKill9External(t *testing.T) {
 	if err := haproxy.CheckMap(context.Background(), sock, prefix, haproxy.ParseMap(data)); err != nil {
 		t.Error(err)
 	}
+
+	// A domain changed in the config file (hot-reloaded) goes through the maps too.
+	writeFile(t, cfgPath, strings.Replace(cfgText, "routes: [{name: all, service: web}]", "routes: [{name: all, status: 410}]", 1), 0o644)
+	waitFor(t, 10*time.Second, "the config file's new route", func() bool { return strings.HasPrefix(get(), "410 ") })
+	if got := workerPid(); got != worker || c.status()["reloads"] != float64(0) {
+		t.Errorf("a config-file domain change reloaded haproxy (worker %s → %s)", worker, got)
+	}
 }
