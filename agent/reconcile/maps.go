@@ -12,7 +12,6 @@ import (
 	"strings"
 
 	"clb/agent/config"
-	"clb/internal/atomicfile"
 	"clb/internal/gateway"
 	"clb/internal/haproxy"
 	"clb/internal/render"
@@ -82,7 +81,10 @@ func Gateways(c *config.Config, mapDir string) (string, map[string]render.MapFil
 }
 
 // WriteMaps writes map files (atomically, each only when its bytes differ from the disk's)
-// and reports which ones it wrote.
+// and reports which ones it wrote. They are renamed into place but not fsynced: they are
+// derived data (the definitions they come from are durable), every clbd start writes them
+// again from the definitions and checks haproxy's loaded maps against them, and an fsync
+// per map would sit on the path of every route change.
 func WriteMaps(files map[string]render.MapFile) ([]string, error) {
 	var wrote []string
 	for _, path := range slices.Sorted(maps.Keys(files)) {
@@ -93,12 +95,35 @@ func WriteMaps(files map[string]render.MapFile) ([]string, error) {
 		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 			return wrote, fmt.Errorf("map directory: %w", err)
 		}
-		if err := atomicfile.Write(path, f.Bytes, 0o644); err != nil {
+		if err := writeRename(path, f.Bytes); err != nil {
 			return wrote, fmt.Errorf("write map %s: %w", path, err)
 		}
 		wrote = append(wrote, path)
 	}
 	return wrote, nil
+}
+
+// writeRename replaces path with data through a temporary file in its directory and a
+// rename: readers (haproxy) see the old or the new file, never a part.
+func writeRename(path string, data []byte) error {
+	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp-*")
+	if err != nil {
+		return err
+	}
+	_, err = f.Write(data)
+	if err == nil {
+		err = f.Chmod(0o644)
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(f.Name(), path)
+	}
+	if err != nil {
+		os.Remove(f.Name())
+	}
+	return err
 }
 
 // changedMaps lists the maps whose contents differ from what haproxy is known to have loaded
@@ -113,26 +138,40 @@ func (r *Reconciler) changedMaps(files map[string]render.MapFile) []string {
 	return out
 }
 
-// applyMaps brings haproxy's loaded maps to files through the runtime API: each map of
-// paths that haproxy does not hold already (CheckMap) is applied (ApplyMap). It returns how
-// many it applied; on the first error it stops (the caller reloads: the files are right).
+// applyMaps brings haproxy's loaded maps to files through the runtime API, in the order of
+// gateway.PlanMaps (a domain moving between the tree maps and a regex shard is never without
+// its routes: the route maps get its new entries first, domains.map flips it, then the old
+// ones go). The maps of paths whose loaded contents are not known are checked first
+// (CheckMap) and applied whole when they differ. It returns how many ApplyMap it made; on the
+// first error it stops (the caller reloads: the files are right).
 func (r *Reconciler) applyMaps(ctx context.Context, files map[string]render.MapFile, paths []string) (int, error) {
-	applied := 0
 	if r.loadedMaps == nil {
 		r.loadedMaps = map[string][]byte{}
 	}
-	for _, path := range paths {
-		f := files[path]
-		if r.maps.CheckMap(ctx, path, f.Entries) == nil {
+	check := map[string]bool{}
+	for _, p := range paths {
+		check[p] = true
+	}
+	loaded := make(map[string][]haproxy.MapEntry, len(files))
+	want := make(map[string][]haproxy.MapEntry, len(files))
+	for path, f := range files {
+		want[path] = f.Entries
+		if old, ok := r.loadedMaps[path]; ok {
+			loaded[path] = haproxy.ParseMap(old)
+		} else if check[path] && r.maps.CheckMap(ctx, path, f.Entries) == nil {
 			r.loadedMaps[path] = f.Bytes
-			continue
+			loaded[path] = f.Entries
 		}
-		err := r.maps.ApplyMap(ctx, path, f.Entries)
+	}
+	applied := 0
+	for _, u := range gateway.PlanMaps(loaded, want) {
+		err := r.maps.ApplyMap(ctx, u.Map, u.Entries)
 		r.observeMap(err)
 		if err != nil {
-			return applied, fmt.Errorf("runtime map %s: %w", filepath.Base(path), err)
+			delete(r.loadedMaps, u.Map) // not known any more: checked again next time
+			return applied, fmt.Errorf("runtime map %s: %w", filepath.Base(u.Map), err)
 		}
-		r.loadedMaps[path] = f.Bytes
+		r.loadedMaps[u.Map] = haproxy.FormatMap(u.Entries)
 		applied++
 	}
 	return applied, nil

@@ -97,6 +97,7 @@ func App(stdout, stderr io.Writer) *cli.App {
 			keysCommand(stdout, stderr),
 			passwdCommand(stdout, stderr),
 			storeCommand(stdout, stderr),
+			gatewayCommand(stdout, stderr),
 			{Name: "version", Usage: "print the version", Action: func(c *cli.Context) error {
 				fmt.Fprintf(stdout, "clbd %s\n", agent.Version)
 				return nil

@@ -5,8 +5,10 @@
 // compiled into haproxy map files read by a fixed frontend scaffold, so that route changes
 // are applied through the runtime API without a reload.
 //
-// This file holds the types (the stored and served shapes). Validation and compilation
-// live beside it.
+// This file holds the types (the stored and served shapes). Validation (validate.go), the
+// Eru graph compiler (eru.go), the map compiler (compile.go, plan.go), the scaffold
+// (scaffold.tmpl) and the model router (model.go) live beside it; README.md in this
+// directory states the routing semantics.
 package gateway
 
 // Gateway is one shared listener and the domains it serves.

@@ -52,7 +52,7 @@ func parseRegex(p string) (*userRegex, error) {
 	for i := 0; i+1 < len(p); i++ {
 		if p[i] == '\\' {
 			if p[i+1] >= '1' && p[i+1] <= '9' {
-				return nil, fmt.Errorf("%w: regular expression %q: backreference \\%c is not supported", ErrInvalid, clip(p), p[i+1])
+				return nil, fmt.Errorf("%w: regular expression %q: backreference \\%c is not supported (for a character code, write \\x..)", ErrInvalid, clip(p), p[i+1])
 			}
 			i++ // skip the escaped byte (`\\1` is a backslash then 1)
 		}
@@ -119,13 +119,11 @@ func emit(b *strings.Builder, re *syntax.Regexp, keepCaps bool) {
 		fold := re.Flags&syntax.FoldCase != 0
 		if fold {
 			b.WriteString("(?i:")
-		} else if len(re.Rune) > 1 {
-			b.WriteString("(?:")
 		}
 		for _, r := range re.Rune {
 			literal(b, r)
 		}
-		if fold || len(re.Rune) > 1 {
+		if fold {
 			b.WriteByte(')')
 		}
 	case syntax.OpCharClass:

@@ -188,6 +188,9 @@ func compileDomain(host string, d Domain, g Gateway, t Targets) ([]Entry, []stri
 	}
 	var entries []Entry
 	var warnings []string
+	if d.RedirectHTTPS && g.Protocol == "https" {
+		warnings = append(warnings, fmt.Sprintf("domain %s: redirect_https has no effect on an https gateway (set it on the domain of the http gateway)", host))
+	}
 	if d.Eru != nil {
 		if len(d.Routes) > 0 {
 			return fail(fmt.Errorf("%w: a domain has either routes or an Eru rule set, not both", ErrInvalid))
