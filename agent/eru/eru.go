@@ -201,8 +201,13 @@ func decode(body []byte, v any) error {
 }
 
 // wait waits for the apply of saved changes, bounded by request_timeout: 503 when haproxy
-// does not run them in time (the change is saved and is applied later).
+// does not run them in time (the change is saved and is applied later). With ?wait=false
+// (not an Eru parameter; Eru always answers at once) the answer comes once the change is
+// saved.
 func (s *Server) wait(r *http.Request, done ...<-chan error) error {
+	if r.URL.Query().Get("wait") == "false" {
+		return nil
+	}
 	t := time.NewTimer(s.d.Config().RequestTimeout)
 	defer t.Stop()
 	for _, c := range done {

@@ -43,6 +43,7 @@ type core struct {
 	cfg     *config.Config
 	members map[string][]model.Member
 	calls   []string
+	hold    bool
 }
 
 func newCore() *core {
@@ -79,11 +80,15 @@ func (c *core) Snapshot() store.Snapshot {
 	return store.Snapshot{Members: out}
 }
 func (c *core) Leases() map[string]map[string]store.Lease { return nil }
-func (c *core) Trigger() <-chan error                     { return done() }
-func (c *core) TriggerFor(string) <-chan error            { return done() }
-func done() <-chan error {
+func (c *core) Trigger() <-chan error                     { return c.done() }
+func (c *core) TriggerFor(string) <-chan error            { return c.done() }
+
+// done is an apply's outcome: at once, or never when the core holds (haproxy stuck).
+func (c *core) done() <-chan error {
 	ch := make(chan error, 1)
-	ch <- nil
+	if !c.hold {
+		ch <- nil
+	}
 	return ch
 }
 func (c *core) DefineService(name string, svc config.Service) error {
@@ -185,5 +190,30 @@ func TestUpstreamReplace(t *testing.T) {
 		if got := strings.Join(c.calls, ", "); got != st.calls {
 			t.Errorf("step %d: calls %q, want %q", i, got, st.calls)
 		}
+	}
+}
+
+// TestNotApplied: a change haproxy does not run within request_timeout is saved and
+// answered 503 (Eru's clients retry); ?wait=false answers once it is saved.
+func TestNotApplied(t *testing.T) {
+	c := newCore()
+	c.hold = true
+	c.cfg.RequestTimeout = 20 * time.Millisecond
+	s := New(c.deps())
+	for _, tc := range []struct{ path, body, want string }{
+		{"/__erulb__/upstream", `{"up": {"10.0.0.1:80": ""}}`, `503 {"msg":"saved but not applied: timed out waiting for haproxy; it will be applied later"}`},
+		{"/__erulb__/upstream?wait=false", `{"up": {"10.0.0.2:80": ""}}`, `200 {"msg":"OK"}`},
+		{"/__erulb__/dump", ``, `503 {"msg":"saved but not applied: timed out waiting for haproxy; it will be applied later"}`},
+	} {
+		req := httptest.NewRequest("PUT", tc.path, strings.NewReader(tc.body))
+		req.RemoteAddr = "127.0.0.1:1"
+		w := httptest.NewRecorder()
+		s.ServeHTTP(w, req)
+		if got := fmt.Sprintf("%d %s", w.Code, strings.TrimSpace(w.Body.String())); got != tc.want {
+			t.Errorf("PUT %s: %s, want %s", tc.path, got, tc.want)
+		}
+	}
+	if got := fmt.Sprint(c.members["up"]); !strings.Contains(got, "10.0.0.2:80") || strings.Contains(got, "10.0.0.1:80") {
+		t.Errorf("members %s: want the last PUT's server, saved although not applied", got)
 	}
 }
