@@ -34,9 +34,11 @@ import (
 	"clb/agent/config"
 	"clb/agent/console"
 	"clb/agent/defs"
+	"clb/agent/eru"
 	"clb/agent/reconcile"
 	"clb/internal/atomicfile"
 	"clb/internal/etcdstore"
+	"clb/internal/gateway"
 	"clb/internal/haproxy"
 	"clb/internal/sdnotify"
 	"clb/internal/statelock"
@@ -56,8 +58,10 @@ type Options struct {
 	// config (one send; give it a buffer of one or read it).
 	Ready chan<- net.Addr
 
-	// wrapRuntime lets tests wrap the runtime API client to inject failures.
+	// wrapRuntime lets tests wrap the runtime API client to inject failures; wrapMaps the
+	// runtime map loader.
 	wrapRuntime func(reconcile.Dialer) reconcile.Dialer
+	wrapMaps    func(reconcile.MapApplier) reconcile.MapApplier
 }
 
 // Agent is a running clbd.
@@ -83,10 +87,12 @@ type Agent struct {
 	cancel  context.CancelFunc
 	managed *haproxy.Managed
 
-	// defs are the API's service definitions and disabled zones; fileServices the config
-	// file's services. setServices merges them into cfg under cfgMu.
+	// defs are the API's service and gateway definitions and disabled zones; fileServices
+	// and fileGateways the config file's. setServices merges them into cfg under cfgMu.
 	defs         *defs.Defs
 	fileServices map[string]config.Service
+	// fileGateways are the config file's gateways (never nil once set).
+	fileGateways map[string]gateway.Gateway
 	cfgMu        sync.Mutex
 }
 
@@ -162,7 +168,7 @@ func (a *Agent) run(ctx context.Context) error {
 	if a.shared != nil {
 		defer a.shared.Close()
 	}
-	if err := a.setServices(cfg.Services); err != nil {
+	if err := a.setServices(cfg.Services, fileGatewaysOf(cfg)); err != nil {
 		return fmt.Errorf("services defined through the API: %w", err)
 	}
 	cfg = a.config()
@@ -205,6 +211,16 @@ func (a *Agent) run(ctx context.Context) error {
 			awsLn = tls.NewListener(awsLn, tlsConfig)
 		}
 	}
+	var eruLn net.Listener
+	if cfg.EruListen != "" {
+		if eruLn, err = net.Listen("tcp", cfg.EruListen); err != nil {
+			ln.Close()
+			if awsLn != nil {
+				awsLn.Close()
+			}
+			return fmt.Errorf("eru_listen: %w", err)
+		}
+	}
 	srv := &http.Server{
 		Handler:           a.newHandler(),
 		ReadHeaderTimeout: 10 * time.Second,
@@ -236,6 +252,9 @@ func (a *Agent) run(ctx context.Context) error {
 	if awsLn != nil {
 		a.serveAWS(ctx, g, awsLn, srv)
 	}
+	if eruLn != nil {
+		a.serveEru(ctx, g, eruLn, srv)
+	}
 	a.log.Info("clbd listening", "addr", ln.Addr().String(), "tls", tlsConfig != nil, "managed", cfg.Managed, "output", cfg.Output, "state_dir", cfg.StateDir)
 	a.notifySystemd(sdnotify.Ready)
 	if a.opts.Ready != nil {
@@ -263,6 +282,10 @@ func (a *Agent) newReconciler(cfg *config.Config) error {
 		o.Dial = func(ctx context.Context) (haproxy.RuntimeClient, error) { return haproxy.DialRuntime(ctx, sock) }
 		if a.opts.wrapRuntime != nil {
 			o.Dial = a.opts.wrapRuntime(o.Dial)
+		}
+		o.Maps = reconcile.SocketMaps(sock)
+		if a.opts.wrapMaps != nil {
+			o.Maps = a.opts.wrapMaps(o.Maps)
 		}
 		// An empty state (format version line only) until the first dump, so haproxy does not
 		// warn that the file is missing.
@@ -311,7 +334,7 @@ func (a *Agent) managedHaproxy() *haproxy.Managed {
 // newAPI builds the native JSON API over the core.
 func (a *Agent) newAPI() *api.Server {
 	return api.New(api.Deps{
-		Logger: a.log, Config: a.config, Members: a.store, Applier: a.rec, Definitions: a, Instances: a,
+		Logger: a.log, Config: a.config, Members: a.store, Applier: a.rec, Definitions: a, Gateways: a, Instances: a,
 		Status: agentStatus{a}, Stats: a.rec.Stats(), Verifier: a.sec.verifier, Limiter: a.sec.limiter,
 		Metrics: a.metrics.handler(), OnChange: a.metrics.registration,
 	})
@@ -328,6 +351,19 @@ func (a *Agent) serveAWS(ctx context.Context, g *errgroup.Group, ln net.Listener
 		WriteTimeout: like.WriteTimeout, IdleTimeout: like.IdleTimeout, ErrorLog: like.ErrorLog}
 	serve(ctx, g, srv, ln, "AWS API")
 	a.log.Info("AWS ELB API listening", "addr", ln.Addr().String())
+}
+
+// serveEru serves the Eru elb adapter on ln (eru_listen), plain HTTP (Eru's clients speak
+// nothing else), with the native API's server settings, until ctx ends.
+func (a *Agent) serveEru(ctx context.Context, g *errgroup.Group, ln net.Listener, like *http.Server) {
+	h := eru.New(eru.Deps{
+		Logger: a.log.With("front", "eru"), Config: a.config, Members: a.store, Applier: a.rec,
+		Definitions: a, Gateways: a,
+	})
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: like.ReadHeaderTimeout, ReadTimeout: like.ReadTimeout,
+		WriteTimeout: like.WriteTimeout, IdleTimeout: like.IdleTimeout, ErrorLog: like.ErrorLog}
+	serve(ctx, g, srv, ln, "Eru adapter")
+	a.log.Info("Eru elb adapter listening", "addr", ln.Addr().String())
 }
 
 // newHandler serves the API listener: the web console under /ui/, the API everywhere else

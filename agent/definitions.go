@@ -4,9 +4,11 @@ import (
 	"fmt"
 	"maps"
 	"slices"
+	"strings"
 
 	"clb/agent/config"
 	"clb/agent/defs"
+	"clb/internal/gateway"
 )
 
 // The core's side of definitions: what every front calls to define services and take zones
@@ -72,7 +74,7 @@ func (a *Agent) changeDefs(fn func(f *defs.File) error) error {
 	if err := a.defs.Update(fn); err != nil {
 		return err
 	}
-	if err := a.setServices(nil); err != nil {
+	if err := a.setServices(nil, nil); err != nil {
 		if rerr := a.defs.Update(func(f *defs.File) error { *f = before; return nil }); rerr != nil {
 			a.log.Error("undo definitions change", "err", rerr)
 		}
@@ -81,23 +83,37 @@ func (a *Agent) changeDefs(fn func(f *defs.File) error) error {
 	return nil
 }
 
-// setServices recomputes the running config from the config file's services (file; nil: the
-// ones in use) and the API's definitions, and makes it current.
-func (a *Agent) setServices(file map[string]config.Service) error {
+// setServices recomputes the running config from the config file's services and gateways
+// (file, fileGateways; nil: the ones in use) and the API's definitions, and makes it current.
+func (a *Agent) setServices(file map[string]config.Service, fileGateways map[string]gateway.Gateway) error {
 	a.cfgMu.Lock()
 	defer a.cfgMu.Unlock()
 	if file == nil {
 		file = a.fileServices
 	}
+	if fileGateways == nil {
+		fileGateways = a.fileGateways
+	}
 	d := a.defs.Snapshot()
-	next, shadowed, err := config.Merge(a.config(), file, d.Services, d.DisabledZones)
+	next, shadowed, err := config.MergeAll(a.config(), config.Sources{
+		FileServices: file, Services: d.Services, DisabledZones: d.DisabledZones,
+		FileGateways: fileGateways, Gateways: d.Gateways,
+	})
 	for _, name := range shadowed {
+		if gw, ok := strings.CutPrefix(name, "gateway "); ok {
+			a.log.Warn("gateway defined in the config file and through the API: the config file wins", "gateway", gw)
+			continue
+		}
 		a.log.Warn("service defined in the config file and through the API: the config file wins", "service", name)
 	}
 	if err != nil {
 		return err
 	}
 	a.fileServices = maps.Clone(file)
+	a.fileGateways = maps.Clone(fileGateways)
+	if a.fileGateways == nil {
+		a.fileGateways = map[string]gateway.Gateway{}
+	}
 	a.cfg.Store(next)
 	return nil
 }

@@ -45,7 +45,7 @@ func listModule(t *testing.T) []listed {
 // the daemon's composition root, and the member side shares nothing with the daemon. The
 // rules read the dependencies of the non-test code, transitively.
 func TestImportRules(t *testing.T) {
-	fronts := []string{"clb/agent/api", "clb/agent/awsapi", "clb/agent/console"}
+	fronts := []string{"clb/agent/api", "clb/agent/awsapi", "clb/agent/console", "clb/agent/eru"}
 	rules := []struct {
 		what     string
 		applies  func(pkg string) bool

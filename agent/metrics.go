@@ -21,6 +21,7 @@ type metrics struct {
 	applies       *prometheus.CounterVec
 	applySeconds  *prometheus.HistogramVec
 	reloads       *prometheus.CounterVec
+	mapApplies    *prometheus.CounterVec
 }
 
 func newMetrics(a *Agent) *metrics {
@@ -30,7 +31,7 @@ func newMetrics(a *Agent) *metrics {
 			Name: "clb_registrations_total", Help: "Membership changes by service and operation: register, unregister (API calls accepted) and expire (lapsed leases).",
 		}, []string{"service", "op"}),
 		applies: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "clb_applies_total", Help: "Applies by path (unchanged, runtime, reload, runtime-failed-reload, installed) and result.",
+			Name: "clb_applies_total", Help: "Applies by path (unchanged, runtime, runtime-maps, reload, runtime-failed-reload, installed) and result.",
 		}, []string{"path", "result"}),
 		applySeconds: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name: "clb_apply_duration_seconds", Help: "Time from render to applied, by path.",
@@ -39,8 +40,11 @@ func newMetrics(a *Agent) *metrics {
 		reloads: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "clb_haproxy_reloads_total", Help: "haproxy reloads by result.",
 		}, []string{"result"}),
+		mapApplies: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "clb_map_applies_total", Help: "Gateway map files loaded into haproxy through the runtime API (prepare, add, verify, commit), by result (ok, error: then a reload applied it).",
+		}, []string{"result"}),
 	}
-	m.reg.MustRegister(m.registrations, m.applies, m.applySeconds, m.reloads,
+	m.reg.MustRegister(m.registrations, m.applies, m.applySeconds, m.reloads, m.mapApplies,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		&stateCollector{a: a})
 	return m
@@ -66,6 +70,14 @@ func (m *metrics) ObserveApply(path string, err error, d time.Duration) {
 	if path == reconcile.PathReload || path == reconcile.PathFallback {
 		m.reloads.WithLabelValues(result).Inc()
 	}
+}
+
+// ObserveMapApply counts a runtime map apply (reconcile.MapObserver).
+func (m *metrics) ObserveMapApply(result string) {
+	if m == nil {
+		return
+	}
+	m.mapApplies.WithLabelValues(result).Inc()
 }
 
 func (m *metrics) registration(service, op string) {

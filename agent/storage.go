@@ -102,7 +102,7 @@ func (a *Agent) followStore(ctx context.Context) error {
 		if err != nil {
 			a.log.Error("definitions in etcd are invalid; keeping the running services", "err", err)
 		} else if changed {
-			if err := a.setServices(nil); err != nil {
+			if err := a.setServices(nil, nil); err != nil {
 				a.log.Error("services defined in etcd conflict with the config file; keeping the running services", "err", err)
 			}
 		}

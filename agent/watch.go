@@ -103,7 +103,7 @@ func (a *Agent) watch(ctx context.Context) error {
 	}
 }
 
-// reloadConfig re-reads the config file. Services take effect at once; settings that need a
+// reloadConfig re-reads the config file. Services and gateways take effect at once; settings that need a
 // restart (listen, state_dir, managed, ...) are reported and left as they are. A broken file
 // is reported and the running config stays.
 func (a *Agent) reloadConfig() {
@@ -122,18 +122,18 @@ func (a *Agent) reloadConfig() {
 	cur := a.config()
 	// Only services are hot-reloaded; compare the rest to say when a restart is needed.
 	rest, curRest := *next, *cur
-	rest.Services, rest.DisabledZones, rest.Output = nil, nil, ""
-	curRest.Services, curRest.DisabledZones, curRest.Output = nil, nil, ""
+	rest.Services, rest.DisabledZones, rest.Output, rest.Gateways = nil, nil, "", nil
+	curRest.Services, curRest.DisabledZones, curRest.Output, curRest.Gateways = nil, nil, "", nil
 	if !reflect.DeepEqual(rest, curRest) {
 		a.log.Warn("config file changed settings other than services; restart clbd to apply them", "path", a.opts.ConfigPath)
 	}
 	a.cfgMu.Lock()
-	same := reflect.DeepEqual(next.Services, a.fileServices)
+	same := reflect.DeepEqual(next.Services, a.fileServices) && reflect.DeepEqual(fileGatewaysOf(next), a.fileGateways)
 	a.cfgMu.Unlock()
 	if same {
 		return
 	}
-	if err := a.setServices(next.Services); err != nil {
+	if err := a.setServices(next.Services, fileGatewaysOf(next)); err != nil {
 		a.log.Error("config file not reloaded; keeping the running config", "path", a.opts.ConfigPath, "err", err)
 		return
 	}

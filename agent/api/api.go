@@ -105,6 +105,7 @@ func New(d Deps) *Server {
 	h.handle("DELETE /v1/services/{service}", h.deleteService)
 	h.handle("POST /v1/services/{service}/zones/{zone}/disable", h.setZone(false))
 	h.handle("POST /v1/services/{service}/zones/{zone}/enable", h.setZone(true))
+	h.routeGateways()
 	if d.Instances != nil {
 		h.handle("PUT /v1/instances/{id}", h.putInstance)
 		h.handle("GET /v1/instances", h.listInstances)
@@ -152,9 +153,14 @@ func (h *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // handle registers an authenticated handler: the body is read (size-limited) and the request
 // signature checked before fn runs.
 func (h *Server) handle(pattern string, fn func(r *http.Request, body []byte) (int, any, error)) {
+	h.handleSized(pattern, MaxBody, fn)
+}
+
+// handleSized is handle with a body limit of its own (gateway definitions are larger).
+func (h *Server) handleSized(pattern string, limit int64, fn func(r *http.Request, body []byte) (int, any, error)) {
 	admin := needsAdmin(pattern)
 	h.mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
-		body, ok := h.readBody(w, r)
+		body, ok := h.readBodyN(w, r, limit)
 		if !ok {
 			return
 		}
@@ -183,11 +189,16 @@ func (h *Server) handle(pattern string, fn func(r *http.Request, body []byte) (i
 
 // readBody reads the request body, bounded by MaxBody; on failure it has answered.
 func (h *Server) readBody(w http.ResponseWriter, r *http.Request) ([]byte, bool) {
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxBody))
+	return h.readBodyN(w, r, MaxBody)
+}
+
+// readBodyN is readBody bounded by limit.
+func (h *Server) readBodyN(w http.ResponseWriter, r *http.Request, limit int64) ([]byte, bool) {
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, limit))
 	if err != nil {
 		var tooBig *http.MaxBytesError
 		if errors.As(err, &tooBig) {
-			h.fail(w, r, errorf(http.StatusRequestEntityTooLarge, "too_large", "request body is larger than %d bytes", MaxBody))
+			h.fail(w, r, errorf(http.StatusRequestEntityTooLarge, "too_large", "request body is larger than %d bytes", limit))
 			return nil, false
 		}
 		h.fail(w, r, errorf(http.StatusBadRequest, "bad_request", "read request body: %v", err))

@@ -54,10 +54,14 @@ func requireService(r *http.Request, service string) error {
 }
 
 // needsAdmin reports whether a route pattern is an admin endpoint: defining or removing a
-// service, and zones. handle enforces it whatever the handler does.
+// service, zones, and gateways (their domains are checked per domain instead). handle enforces it whatever the handler does.
 func needsAdmin(pattern string) bool {
 	method, path, _ := strings.Cut(pattern, " ")
 	switch {
+	case strings.HasPrefix(path, "/v1/gateways/{gateway}/domains/"):
+		return false // scoped per domain (domainHost)
+	case strings.HasPrefix(path, "/v1/gateways"):
+		return true
 	case strings.Contains(path, "/zones"):
 		return true
 	case path == "/v1/services/{service}" && method != http.MethodGet:

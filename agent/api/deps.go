@@ -76,6 +76,8 @@ type Deps struct {
 	Applier     Applier
 	Definitions Definitions
 	Status      Status
+	// Gateways defines gateways and their domains; nil serves no /v1/gateways.
+	Gateways Gateways
 	// Instances is the instance registry (PUT /v1/instances/{id}); nil serves none.
 	Instances Instances
 	// Stats is haproxy's traffic history; nil answers GET /v1/stats with no samples.

@@ -22,6 +22,7 @@ import (
 
 	"gopkg.in/yaml.v3"
 
+	"clb/internal/gateway"
 	"clb/internal/model"
 )
 
@@ -90,10 +91,30 @@ type Config struct {
 	// key, as haproxy reads them). Empty: HTTPS listeners are refused.
 	AWSCertDir string `yaml:"aws_cert_dir"`
 
+	// EruListen, when set, serves the Eru elb adapter (package eru: /__erulb__/domain,
+	// /__erulb__/upstream, /__erulb__/dump) on its own listener. Off by default. Eru's
+	// clients cannot sign requests, so only loopback clients may call it unless EruAllow
+	// lists networks, and then EruListen may be a non-loopback address (eru.go).
+	EruListen string `yaml:"eru_listen"`
+	// EruAllow are the networks (CIDRs, or single addresses) whose clients may call the
+	// Eru adapter besides loopback.
+	EruAllow []string `yaml:"eru_allow"`
+	// EruTokenFile, when set, holds a static token the Eru adapter's callers must send as
+	// "Authorization: Bearer TOKEN" (read at every request, so it can be rotated).
+	EruTokenFile string `yaml:"eru_token_file"`
+	// EruGateway is the gateway of Eru domains named without a port; empty: the only
+	// gateway there is.
+	EruGateway string `yaml:"eru_gateway"`
+
 	// Store is where the membership lives: the state dir (default) or etcd (storecfg.go).
 	Store StoreConfig `yaml:"store"`
 
 	Services map[string]Service `yaml:"services"`
+
+	// Gateways are shared HTTP(S) listeners that route by host, path, user agent, headers
+	// and method to the services' backends (package gateway, gateways.go). Their routes
+	// change without a reload (map files); a new gateway, bind or header slot reloads.
+	Gateways map[string]gateway.Gateway `yaml:"gateways"`
 
 	// DisabledZones by service: zones taken out of rotation through the API (kept in the state
 	// dir, not in the config file).
@@ -129,7 +150,9 @@ type Service struct {
 	HTTPReuse string `yaml:"http_reuse"`
 }
 
-// Listener maps a port on the load balancer to a port on the members.
+// Listener maps a port on the load balancer to a port on the members. A listener of protocol
+// "gateway" binds nothing: its backend (SERVICE_PORT, port naming it) is reached only through
+// the routes of gateways (see gateways.go).
 type Listener struct {
 	Port       int    `yaml:"port" json:"port"`
 	Address    string `yaml:"address" json:"address,omitempty"`

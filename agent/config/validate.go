@@ -65,6 +65,9 @@ func (c *Config) Validate() error {
 			continue
 		}
 		for _, l := range svc.Listeners {
+			if l.Protocol == ProtocolGateway {
+				continue // binds nothing
+			}
 			if metrics.IsValid() && int(metrics.Port()) == l.Port && (l.Address == "" || isWildcard(l.Address) || metrics.Addr().IsUnspecified() || l.Address == metrics.Addr().String()) {
 				errs = append(errs, fmt.Errorf("haproxy_metrics_listen %s: service %s listens on port %d there", metrics, name, l.Port))
 			}
@@ -75,6 +78,7 @@ func (c *Config) Validate() error {
 			binds[key] = name
 		}
 	}
+	errs = append(errs, c.validateGateways(binds)...)
 	return errors.Join(errs...)
 }
 
@@ -108,7 +112,7 @@ func (s *Service) Validate(name string) error {
 			}
 		}
 		switch l.Protocol {
-		case "http", "tcp":
+		case "http", "tcp", ProtocolGateway:
 			if l.Certificate != "" {
 				return fail("listener %d: certificate is only for protocols https and ssl", i)
 			}
@@ -120,7 +124,7 @@ func (s *Service) Validate(name string) error {
 				return fail("listener %d: certificate %q: want an absolute path without spaces, quotes or '#'", i, l.Certificate)
 			}
 		default:
-			return fail("listener %d: protocol %q: want http, https, tcp or ssl", i, l.Protocol)
+			return fail("listener %d: protocol %q: want http, https, tcp, ssl or gateway", i, l.Protocol)
 		}
 	}
 	if !slices.Contains(balances, s.Balance) {
@@ -265,6 +269,7 @@ func (c *Config) validateSecurity() []error {
 		{"keys_file", c.KeysFile}, {"password_file", c.PasswordFile}, {"tls_cert", c.TLSCert},
 		{"tls_key", c.TLSKey}, {"tls_client_ca", c.TLSClientCA}, {"state_dir", c.StateDir},
 		{"templates", c.Templates}, {"output", c.Output}, {"runtime_socket", c.RuntimeSocket}, {"aws_cert_dir", c.AWSCertDir},
+		{"eru_token_file", c.EruTokenFile},
 	} {
 		if err := validFilePath(f.path); err != nil {
 			errs = append(errs, fmt.Errorf("%s: %w", f.key, err))
@@ -282,6 +287,7 @@ func (c *Config) validateSecurity() []error {
 			errs = append(errs, fmt.Errorf("aws_listen %q: the native API listens there; give the AWS API its own port", clipText(c.AWSListen)))
 		}
 	}
+	errs = append(errs, c.validateEru()...)
 	if len(c.AWSDNSName) > 253 || strings.ContainsAny(c.AWSDNSName, " \t\r\n<>&\"'") {
 		errs = append(errs, fmt.Errorf("aws_dns_name %q: want a host name pattern with {name}", clipText(c.AWSDNSName)))
 	}

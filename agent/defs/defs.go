@@ -1,5 +1,6 @@
 // Package defs keeps what the API defines, beside the membership: services defined with
-// PUT /v1/services/{service} and zones taken out of rotation. They live in
+// PUT /v1/services/{service}, gateways and their domains (PUT /v1/gateways/...) and zones
+// taken out of rotation. They live in
 // STATE_DIR/definitions.yaml, or in etcd when the membership does (they belong to the fleet,
 // not to one node). The running config is made from them and the config file by
 // config.Merge.
@@ -21,6 +22,7 @@ import (
 
 	"clb/agent/config"
 	"clb/internal/atomicfile"
+	"clb/internal/gateway"
 )
 
 // FileName is the local definitions file in the state dir.
@@ -56,6 +58,9 @@ type File struct {
 	// LoadBalancers are the ELB attributes of services created through the AWS API, by
 	// service name: what clb's service model has no place for.
 	LoadBalancers map[string]LoadBalancer `yaml:"load_balancers,omitempty"`
+	// Gateways are the gateways defined through the API (PUT /v1/gateways/{gateway}), with
+	// their domains; config-file gateways of the same name win.
+	Gateways map[string]gateway.Gateway `yaml:"gateways,omitempty"`
 }
 
 // Instance is a member machine as it announced itself.
@@ -141,6 +146,13 @@ func (f File) clone() File {
 	}
 	for k, v := range f.DisabledZones {
 		out.DisabledZones[k] = slices.Clone(v)
+	}
+	out.Gateways = make(map[string]gateway.Gateway, len(f.Gateways))
+	for k, g := range f.Gateways {
+		// Domains are changed one by one (PUT .../domains/{host}): each copy has its own map.
+		g.Domains = maps.Clone(g.Domains)
+		g.Headers = slices.Clone(g.Headers)
+		out.Gateways[k] = g
 	}
 	return out
 }
@@ -256,6 +268,10 @@ var (
 	ErrFileService = errors.New("service is defined in the config file")
 	// ErrNotDefined: no such service was defined through the API.
 	ErrNotDefined = errors.New("service was not defined through the API")
+	// ErrFileGateway: the gateway is defined in the config file, which wins.
+	ErrFileGateway = errors.New("gateway is defined in the config file")
+	// ErrNoGateway: no such gateway, or no such domain in it.
+	ErrNoGateway = errors.New("no such gateway or domain")
 	// ErrInvalid: the change would make the running config invalid (a listener taken, ...);
 	// nothing was changed.
 	ErrInvalid = errors.New("definitions change refused")

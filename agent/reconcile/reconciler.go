@@ -100,6 +100,11 @@ type Options struct {
 	// mode the caller says so with SetRunning once haproxy runs.
 	Running  bool
 	Observer Observer
+	// MapDir is the directory of the gateways' map files (default: clb-maps beside Output,
+	// config.MapDir); Maps loads them into haproxy (default: SocketMaps on AdminSocket;
+	// without an admin socket route changes reload).
+	MapDir string
+	Maps   MapApplier
 }
 
 // result is the outcome of one apply; its Err is sent to every caller that waited for it.
@@ -159,6 +164,9 @@ type Reconciler struct {
 	dial    Dialer
 	metrics Observer
 	kick    chan struct{}
+	// mapDir holds the gateways' map files; maps loads them at runtime (nil: reload).
+	mapDir string
+	maps   MapApplier
 
 	// Owned by the Run goroutine (and by the first apply, before Run starts).
 	// slots is which member holds which server slot (slots.go).
@@ -175,6 +183,9 @@ type Reconciler struct {
 	installedCfg *haproxy.ParsedConfig
 	// layout is which service each backend of the installed config belongs to.
 	layout layout
+	// loadedMaps are the map contents haproxy is known to run, by path (nil: not known,
+	// e.g. after a restart of clbd: checked against haproxy at the next apply).
+	loadedMaps map[string][]byte
 
 	// Guarded by mu: read by Status, Health and the API goroutines.
 	mu        sync.Mutex
@@ -207,14 +218,20 @@ func New(o Options) *Reconciler {
 		lastGood: o.LastGood, bin: o.Haproxy, admin: o.AdminSocket, stateFile: o.StateFile,
 		reloader: o.Reloader, quiet: o.Quiet, maxWait: o.MaxWait, running: o.Running,
 		metrics: o.Observer, kick: make(chan struct{}, 1), dial: o.Dial, slots: NewSlots(),
-		stats: stats.New(HealthInterval, StatsWindow),
+		stats: stats.New(HealthInterval, StatsWindow), mapDir: o.MapDir, maps: o.Maps,
+	}
+	if r.mapDir == "" {
+		r.mapDir = config.MapDir(o.Output)
 	}
 	if r.log == nil {
 		r.log = slog.New(slog.DiscardHandler)
 	}
 	if r.admin == "" {
-		r.dial, r.stateFile = nil, ""
-	} else if r.dial == nil {
+		r.dial, r.stateFile, r.maps = nil, "", nil
+	} else if r.maps == nil {
+		r.maps = SocketMaps(r.admin)
+	}
+	if r.admin != "" && r.dial == nil {
 		sock := r.admin
 		r.dial = func(ctx context.Context) (haproxy.RuntimeClient, error) { return haproxy.DialRuntime(ctx, sock) }
 	}
@@ -555,6 +572,10 @@ func (r *Reconciler) render() ([]byte, render.Data, uint64, error) {
 	cfg := r.config()
 	r.slots.Assign(cfg, snap, r.busySlot)
 	data := Desired(cfg, snap, r.slots, render.Data{TemplateSource: source, AdminSocket: r.admin, ServerStateFile: r.stateFile})
+	data.GatewayConfig, data.Maps, err = Gateways(cfg, r.mapDir)
+	if err != nil {
+		return nil, render.Data{}, 0, err
+	}
 	out, err := render.Render(tmpl, data)
 	return out, data, snap.Generation, err
 }
@@ -668,6 +689,11 @@ func (r *Reconciler) install(ctx context.Context, out []byte, data render.Data, 
 	same, running := bytes.Equal(out, r.installed), r.running
 	prev := r.installed
 	r.mu.Unlock()
+	// The map files first: haproxy -c, a reload, and a clbd started again read them.
+	if _, err := WriteMaps(data.Maps); err != nil {
+		return result{Err: err}
+	}
+	changed := r.changedMaps(data.Maps)
 	if same && r.fileStale {
 		// haproxy runs out, the file is behind (a write failed): write it again.
 		if err := r.writeOutput(out); err != nil {
@@ -683,7 +709,10 @@ func (r *Reconciler) install(ctx context.Context, out []byte, data render.Data, 
 		if r.layout.service == nil {
 			r.layout = newLayout(*r.installedCfg, data)
 		}
-		return result{Path: PathUnchanged}
+		if len(changed) == 0 {
+			return result{Path: PathUnchanged}
+		}
+		return r.installMaps(ctx, out, prev, data, changed, running, reload)
 	}
 	next := haproxy.ParseConfig(out)
 	lay := newLayout(next, data)
@@ -694,15 +723,26 @@ func (r *Reconciler) install(ctx context.Context, out []byte, data render.Data, 
 			r.installedCfg = &p
 		}
 		res, ok := r.installRuntime(ctx, *r.installedCfg, next, lay, out)
-		if ok {
+		if ok && (res.Err != nil || len(changed) == 0 || r.maps == nil) {
 			return res
 		}
-		runtimeErr = res.Err
+		if ok {
+			_, err := r.applyMaps(ctx, data.Maps, changed)
+			if err == nil {
+				return res
+			}
+			if ctx.Err() != nil {
+				return result{Err: err, drains: res.drains} // shutting down: no reload now
+			}
+			runtimeErr = err
+		} else {
+			runtimeErr = res.Err
+		}
 	}
 	if !reload && runtimeErr == nil {
 		return result{deferred: true}
 	}
-	res := r.installReload(ctx, out, prev, running, &next, lay)
+	res := r.reloadWithMaps(ctx, out, prev, running, &next, lay, data.Maps)
 	if runtimeErr != nil {
 		res.runtimeErr = runtimeErr
 		if res.Err == nil {
@@ -711,6 +751,85 @@ func (r *Reconciler) install(ctx context.Context, out []byte, data render.Data, 
 		}
 	}
 	return res
+}
+
+// installMaps applies a change of map contents only (haproxy.cfg unchanged): through the
+// runtime API, map by map; any failure falls back to a reload, which reads the files already
+// written. Without an admin socket the change reloads.
+func (r *Reconciler) installMaps(ctx context.Context, out, prev []byte, data render.Data, changed []string, running, reload bool) result {
+	if !running {
+		r.loadedMaps = nil // haproxy reads the files when it starts; checked once it runs
+		return result{Path: PathUnchanged}
+	}
+	if r.maps == nil {
+		if r.loadedMaps == nil {
+			// Not known (clbd started): no way to ask haproxy, which read the files at its
+			// last start or reload.
+			r.recordMaps(data.Maps)
+			return result{Path: PathUnchanged}
+		}
+		if !reload {
+			return result{deferred: true}
+		}
+		return r.reloadWithMaps(ctx, out, prev, running, r.installedCfg, r.layout, data.Maps)
+	}
+	if r.loadedMaps == nil {
+		r.loadedMaps = map[string][]byte{}
+	}
+	n, err := r.applyMaps(ctx, data.Maps, changed)
+	switch {
+	case err == nil && n == 0:
+		return result{Path: PathUnchanged}
+	case err == nil:
+		return result{Path: PathRuntimeMaps}
+	case ctx.Err() != nil:
+		return result{Err: err} // shutting down: no reload now; the next clbd checks the maps
+	}
+	r.log.Warn("runtime map change failed; applying it by a reload instead", "err", err)
+	res := r.reloadWithMaps(ctx, out, prev, running, r.installedCfg, r.layout, data.Maps)
+	res.runtimeErr = err
+	if res.Err == nil {
+		res.Path = PathFallback
+	}
+	return res
+}
+
+// reloadWithMaps is installReload for a config with gateways: after the reload, haproxy's
+// maps are checked against the files (and repaired at runtime when they differ); map files
+// no gateway reads any more are removed. If the reload fails, the map files haproxy runs
+// are put back.
+func (r *Reconciler) reloadWithMaps(ctx context.Context, out, prev []byte, running bool, next *haproxy.ParsedConfig, lay layout, files map[string]render.MapFile) result {
+	res := r.installReload(ctx, out, prev, running, next, lay)
+	switch {
+	case res.Err != nil:
+		r.restoreMaps()
+	case res.Path == PathReload:
+		if err := r.verifyMaps(ctx, files); err != nil {
+			r.log.Error("haproxy's maps differ from the map files after a reload", "err", err)
+		}
+		r.removeStaleMaps(files)
+	default:
+		r.loadedMaps = nil // installed, haproxy not running: checked once it runs
+	}
+	return res
+}
+
+// recordMaps records files as what haproxy runs.
+func (r *Reconciler) recordMaps(files map[string]render.MapFile) {
+	r.loadedMaps = make(map[string][]byte, len(files))
+	for path, f := range files {
+		r.loadedMaps[path] = f.Bytes
+	}
+}
+
+// restoreMaps puts back the map files haproxy is known to run, after a failed check or
+// reload, so that the files on disk are again those of the config haproxy runs.
+func (r *Reconciler) restoreMaps() {
+	for path, b := range r.loadedMaps {
+		if err := atomicfile.Write(path, b, 0o644); err != nil {
+			r.log.Error("restore map file", "path", path, "err", err)
+		}
+	}
 }
 
 // installRuntime applies a change that touches only servers through the runtime API and

@@ -4,14 +4,18 @@ import (
 	"bytes"
 	"context"
 	"flag"
+	"fmt"
+	maps_ "maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
 	"gopkg.in/yaml.v3"
 
 	"clb/agent/config"
+	"clb/internal/gateway"
 	"clb/internal/haproxy"
 	"clb/internal/model"
 	"clb/internal/render"
@@ -28,6 +32,9 @@ type renderCase struct {
 	Members  map[string][]model.Member `yaml:"members"`
 	// HaproxyMetricsListen is the config key of the same name.
 	HaproxyMetricsListen string `yaml:"haproxy_metrics_listen"`
+	// Gateways are the config's gateways; their map files are compared with
+	// <case>.maps.golden (each file after a "## NAME" line).
+	Gateways map[string]gateway.Gateway `yaml:"gateways"`
 }
 
 // TestRenderGolden renders every case with the built-in template, compares it with
@@ -64,6 +71,7 @@ func TestRenderGolden(t *testing.T) {
 				cfg.Services = rc.Services
 			}
 			cfg.HaproxyMetricsListen = rc.HaproxyMetricsListen
+			cfg.Gateways = rc.Gateways
 			cfg.SetDefaults()
 			if err := cfg.Validate(); err != nil {
 				t.Fatalf("Validate: %v", err)
@@ -72,13 +80,37 @@ func TestRenderGolden(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			got, err := render.Render(tmpl, Desired(&cfg, store.Snapshot{Members: rc.Members}, nil,
-				render.Data{TemplateSource: source, AdminSocket: "/run/clb/admin.sock", ServerStateFile: "/var/lib/clb-server/haproxy.state"}))
+			data := Desired(&cfg, store.Snapshot{Members: rc.Members}, nil,
+				render.Data{TemplateSource: source, AdminSocket: "/run/clb/admin.sock", ServerStateFile: "/var/lib/clb-server/haproxy.state"})
+			mapDir := filepath.Join(t.TempDir(), "clb-maps")
+			data.GatewayConfig, data.Maps, err = Gateways(&cfg, mapDir)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := WriteMaps(data.Maps); err != nil {
+				t.Fatal(err)
+			}
+			got, err := render.Render(tmpl, data)
 			if err != nil {
 				t.Fatal(err)
 			}
 			golden := strings.TrimSuffix(path, ".json") + ".cfg.golden"
-			portable := bytes.ReplaceAll(got, []byte(testdata), []byte("@TESTDATA@"))
+			portable := bytes.ReplaceAll(bytes.ReplaceAll(got, []byte(testdata), []byte("@TESTDATA@")), []byte(mapDir), []byte("@MAPDIR@"))
+			if len(data.Maps) > 0 {
+				var maps bytes.Buffer
+				for _, p := range slices.Sorted(maps_.Keys(data.Maps)) {
+					fmt.Fprintf(&maps, "## %s\n%s", filepath.Base(p), data.Maps[p].Bytes)
+				}
+				mapsGolden := strings.TrimSuffix(path, ".json") + ".maps.golden"
+				if *update {
+					if err := os.WriteFile(mapsGolden, maps.Bytes(), 0o644); err != nil {
+						t.Fatal(err)
+					}
+				}
+				if want, err := os.ReadFile(mapsGolden); err != nil || !bytes.Equal(want, maps.Bytes()) {
+					t.Errorf("map files differ from %s (%v; run with -update after checking):\n--- got\n%s", mapsGolden, err, maps.Bytes())
+				}
+			}
 			if *update {
 				if err := os.WriteFile(golden, portable, 0o644); err != nil {
 					t.Fatal(err)

@@ -16,6 +16,11 @@ type Scope struct {
 	// Services are the glob patterns (path.Match syntax: *, ?, [a-z]) of the services a
 	// register key may register into and unregister from. Ignored for admin keys.
 	Services []string
+	// Domains are the glob patterns (path.Match syntax; "*.example.com" matches every
+	// subdomain, at any depth, since host names have no '/') of the gateway domains a key
+	// may read, define and remove (GET/PUT/DELETE /v1/gateways/{gateway}/domains/{host}) on
+	// any gateway. Ignored for admin keys, which may change every domain.
+	Domains []string
 }
 
 // ScopeAdmin is the scope of admin keys.
@@ -37,12 +42,48 @@ func (s Scope) AllowsService(service string) bool {
 	return false
 }
 
-// String is "admin" or "register:" and the globs joined by commas, for logs and `keys list`.
+// AllowsDomain reports whether the scope may change the gateway domain host.
+func (s Scope) AllowsDomain(host string) bool {
+	if s.Admin {
+		return true
+	}
+	for _, g := range s.Domains {
+		if ok, err := path.Match(g, host); err == nil && ok {
+			return true
+		}
+	}
+	return false
+}
+
+// String is "admin" or "register:" and the globs joined by commas, then " domains:" and the
+// domain globs when there are some, for logs and `keys list`.
 func (s Scope) String() string {
 	if s.Admin {
 		return "admin"
 	}
-	return "register:" + strings.Join(s.Services, ",")
+	out := "register:" + strings.Join(s.Services, ",")
+	if len(s.Domains) > 0 {
+		out += " domains:" + strings.Join(s.Domains, ",")
+	}
+	return out
+}
+
+// ValidateDomainGlob accepts a glob over host names: lower-case letters, digits, '.', '-'
+// and the path.Match metacharacters * ? [ ] and '^' inside brackets.
+func ValidateDomainGlob(g string) error {
+	if g == "" || len(g) > 253 {
+		return fmt.Errorf("domain glob %q: want 1-253 characters", clip(g))
+	}
+	for i := 0; i < len(g); i++ {
+		c := g[i]
+		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || strings.IndexByte(".-*?[]^", c) >= 0) {
+			return fmt.Errorf("domain glob %q: want a-z 0-9 . - and the wildcards * ? [...]", clip(g))
+		}
+	}
+	if _, err := path.Match(g, ""); err != nil {
+		return fmt.Errorf("domain glob %q: %w", clip(g), err)
+	}
+	return nil
 }
 
 // ValidateServiceGlob accepts a glob over service names: the characters of a service name

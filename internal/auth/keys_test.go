@@ -198,3 +198,41 @@ func TestReplayRefusedWholeWindow(t *testing.T) {
 		}
 	}
 }
+
+func TestScopeAllowsDomain(t *testing.T) {
+	for _, tt := range []struct {
+		scope Scope
+		host  string
+		want  bool
+	}{
+		{ScopeAdmin, "a.example.com", true},
+		{Scope{Domains: []string{"*.example.com"}}, "a.example.com", true},
+		{Scope{Domains: []string{"*.example.com"}}, "a.b.example.com", true},
+		{Scope{Domains: []string{"*.example.com"}}, "example.com", false},
+		{Scope{Domains: []string{"www.example.com"}}, "api.example.com", false},
+		{Scope{Services: []string{"*"}}, "a.example.com", false},
+		{Scope{}, "a.example.com", false},
+	} {
+		if got := tt.scope.AllowsDomain(tt.host); got != tt.want {
+			t.Errorf("%s.AllowsDomain(%q) = %v, want %v", tt.scope, tt.host, got, tt.want)
+		}
+	}
+}
+
+func TestKeysFileDomains(t *testing.T) {
+	f, err := ParseKeysFile([]byte("keys:\n  - {id: d, secret: " + goodSecret + ", scope: register, domains: [\"*.example.com\"]}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s := f.SigningKeys()["d"].Scope; !s.AllowsDomain("www.example.com") || s.AllowsService("web") {
+		t.Errorf("scope %s: want domains *.example.com and no service", s)
+	}
+	for _, bad := range []string{
+		"keys:\n  - {id: d, secret: " + goodSecret + ", scope: register, domains: [\"Bad Host\"]}\n",
+		"keys:\n  - {id: d, secret: " + goodSecret + ", scope: admin, domains: [\"a.example\"]}\n",
+	} {
+		if _, err := ParseKeysFile([]byte(bad)); err == nil {
+			t.Errorf("ParseKeysFile(%q): no error", bad)
+		}
+	}
+}

@@ -37,7 +37,9 @@ type FileKey struct {
 	Secret   string   `yaml:"secret"`
 	Scope    string   `yaml:"scope"`
 	Services []string `yaml:"services,omitempty,flow"`
-	Created  string   `yaml:"created,omitempty"`
+	// Domains are globs over gateway domains the key may change (register scope only).
+	Domains []string `yaml:"domains,omitempty,flow"`
+	Created string   `yaml:"created,omitempty"`
 }
 
 // KeysFile is the content of a keys file:
@@ -47,6 +49,7 @@ type FileKey struct {
 //	    secret: 5f0c...           # at least 16 characters; the client's password
 //	    scope: register           # register | admin
 //	    services: [web, "api-*"]  # register scope only: globs over service names
+//	    domains: ["*.example.com"] # register scope only: gateway domains it may change
 //	    created: 2026-01-02T03:04:05Z
 type KeysFile struct {
 	Keys []FileKey `yaml:"keys"`
@@ -57,7 +60,7 @@ func (k FileKey) ScopeOf() Scope {
 	if k.Scope == ScopeNameAdmin {
 		return ScopeAdmin
 	}
-	return Scope{Services: slices.Clone(k.Services)}
+	return Scope{Services: slices.Clone(k.Services), Domains: slices.Clone(k.Domains)}
 }
 
 // Validate checks every entry: ids unique and well-formed, secrets long enough, scopes known,
@@ -85,12 +88,17 @@ func (f *KeysFile) Validate() error {
 		}
 		switch k.Scope {
 		case ScopeNameAdmin:
-			if len(k.Services) > 0 {
-				errs = append(errs, fmt.Errorf("%s: an admin key takes no services (it may use all)", where))
+			if len(k.Services) > 0 || len(k.Domains) > 0 {
+				errs = append(errs, fmt.Errorf("%s: an admin key takes no services or domains (it may use all)", where))
 			}
 		case ScopeNameRegister:
-			if len(k.Services) == 0 {
-				errs = append(errs, fmt.Errorf("%s: a register key needs services (globs such as web or \"api-*\"; \"*\" for all)", where))
+			if len(k.Services) == 0 && len(k.Domains) == 0 {
+				errs = append(errs, fmt.Errorf("%s: a register key needs services (globs such as web or \"api-*\"; \"*\" for all) or domains (globs such as \"*.example.com\")", where))
+			}
+			for _, g := range k.Domains {
+				if err := ValidateDomainGlob(g); err != nil {
+					errs = append(errs, fmt.Errorf("%s: %w", where, err))
+				}
 			}
 			for _, g := range k.Services {
 				if err := ValidateServiceGlob(g); err != nil {

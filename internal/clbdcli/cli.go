@@ -60,6 +60,7 @@ func flags() []cli.Flag {
 		&cli.StringFlag{Name: "password-file", Usage: "file holding the shared password (key \"default\"); default STATE_DIR/password, generated if missing (and no keys file)"},
 		&cli.StringFlag{Name: "keys-file", Usage: "YAML file of scoped API keys (mode 0600; watched; see clbd keys)"},
 		&cli.StringFlag{Name: "aws-listen", Usage: "also serve the AWS ELB Query API (2012-06-01) on this address (config key aws_listen; off by default)"},
+		&cli.StringFlag{Name: "eru-listen", Usage: "also serve the Eru elb adapter (/__erulb__/...) on this address, loopback unless eru_allow is set (config key eru_listen; off by default)"},
 		&cli.StringFlag{Name: "tls-cert", Usage: "serve the API over TLS with this certificate (PEM; re-read when it changes)"},
 		&cli.StringFlag{Name: "tls-key", Usage: "private key of --tls-cert (PEM)"},
 		&cli.StringFlag{Name: "tls-client-ca", Usage: "require client certificates signed by this CA (PEM)"},
@@ -96,6 +97,7 @@ func App(stdout, stderr io.Writer) *cli.App {
 			keysCommand(stdout, stderr),
 			passwdCommand(stdout, stderr),
 			storeCommand(stdout, stderr),
+			gatewayCommand(stdout, stderr),
 			{Name: "version", Usage: "print the version", Action: func(c *cli.Context) error {
 				fmt.Fprintf(stdout, "clbd %s\n", agent.Version)
 				return nil
@@ -177,6 +179,7 @@ func overlay(c *cli.Context, cfg *config.Config) {
 	}
 	set("listen", &cfg.Listen)
 	set("aws-listen", &cfg.AWSListen)
+	set("eru-listen", &cfg.EruListen)
 	set("templates", &cfg.Templates)
 	set("output", &cfg.Output)
 	set("reload-cmd", &cfg.ReloadCmd)
@@ -305,9 +308,30 @@ func renderCmd(c *cli.Context, stdout io.Writer, check bool) error {
 	// The same environment the daemon renders with.
 	env := render.Data{TemplateSource: source, AdminSocket: cfg.AdminSocket(), ServerStateFile: cfg.ServerStateFile()}
 	installed, _ := os.ReadFile(cfg.Output) // the slots members hold now, if it is there
-	out, err := render.Render(tmpl, reconcile.Desired(cfg, snap, reconcile.PlanSlots(installed, cfg, snap), env))
+	data := reconcile.Desired(cfg, snap, reconcile.PlanSlots(installed, cfg, snap), env)
+	// The gateways' map files: beside the output for render; for check, in a directory of
+	// its own that haproxy -c reads (the installed ones are not touched).
+	mapDir := config.MapDir(cfg.Output)
+	if check && len(cfg.Gateways) > 0 {
+		tmp, err := os.MkdirTemp("", "clbd-check-maps-*")
+		if err != nil {
+			return cli.Exit(err.Error(), ExitFailure)
+		}
+		defer os.RemoveAll(tmp)
+		mapDir = tmp
+	}
+	data.GatewayConfig, data.Maps, err = reconcile.Gateways(cfg, mapDir)
+	if err != nil {
+		return cli.Exit(err.Error(), ExitConfig)
+	}
+	out, err := render.Render(tmpl, data)
 	if err != nil {
 		return cli.Exit(err.Error(), ExitFailure)
+	}
+	if check {
+		if _, err := reconcile.WriteMaps(data.Maps); err != nil {
+			return cli.Exit(err.Error(), ExitFailure)
+		}
 	}
 	if !check {
 		_, err := stdout.Write(out)

@@ -37,6 +37,7 @@ func keysCommand(stdout, stderr io.Writer) *cli.Command {
 				Flags: append([]cli.Flag{
 					&cli.StringFlag{Name: "scope", Value: auth.ScopeNameRegister, Usage: "register (named services) or admin"},
 					&cli.StringSliceFlag{Name: "service", Usage: "service `GLOB` a register key may use (repeat; \"*\" for all)"},
+					&cli.StringSliceFlag{Name: "domain", Usage: "gateway domain `GLOB` a register key may change (repeat; \"*.example.com\")"},
 				}, fileFlags...),
 				Action: func(c *cli.Context) error {
 					id, err := oneArg(c, "ID")
@@ -51,7 +52,7 @@ func keysCommand(stdout, stderr io.Writer) *cli.Command {
 						if err != nil {
 							return "", "", err
 						}
-						k := auth.FileKey{ID: id, Secret: secret, Scope: c.String("scope"), Services: c.StringSlice("service"), Created: now()}
+						k := auth.FileKey{ID: id, Secret: secret, Scope: c.String("scope"), Services: c.StringSlice("service"), Domains: c.StringSlice("domain"), Created: now()}
 						f.Keys = append(f.Keys, k)
 						return secret, fmt.Sprintf("added key %s (scope %s)", id, k.ScopeOf()), nil
 					})

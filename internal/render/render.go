@@ -16,6 +16,7 @@ import (
 	"text/template"
 	"time"
 
+	"clb/internal/haproxy"
 	"clb/templates"
 )
 
@@ -32,6 +33,21 @@ type Data struct {
 	MetricsListen string
 	// Services sorted by name.
 	Services []Service
+	// GatewayConfig is the gateways' sections (their frontends and the backends of fixed
+	// statuses), rendered from the gateway package's fixed scaffold; "" without gateways.
+	// Route changes change only the map files it reads (Maps), so that they apply without a
+	// reload.
+	GatewayConfig string
+	// Maps are the gateways' map files (absolute path → content), written next to the
+	// output before haproxy reads them; not part of the template.
+	Maps map[string]MapFile
+}
+
+// MapFile is one haproxy map file: its ordered entries (what the runtime API loads) and the
+// file's bytes (what a reload reads), the same thing twice.
+type MapFile struct {
+	Entries []haproxy.MapEntry
+	Bytes   []byte
 }
 
 // Service is one load-balanced service.
