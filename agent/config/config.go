@@ -95,6 +95,13 @@ type Config struct {
 
 	Services map[string]Service `yaml:"services"`
 
+	// Launchers, LaunchConfigurations and Groups are the Auto Scaling groups (groups.go);
+	// Autoscale tunes their controller.
+	Launchers            map[string]Launcher            `yaml:"launchers"`
+	LaunchConfigurations map[string]LaunchConfiguration `yaml:"launch_configurations"`
+	Groups               map[string]Group               `yaml:"groups"`
+	Autoscale            AutoscaleSettings              `yaml:"autoscale"`
+
 	// DisabledZones by service: zones taken out of rotation through the API (kept in the state
 	// dir, not in the config file).
 	DisabledZones map[string][]string `yaml:"-"`
