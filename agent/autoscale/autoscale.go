@@ -147,10 +147,10 @@ type Controller struct {
 	triggers map[string]map[string]*series
 	// alarmSeries holds each alarm's samples, by alarm name.
 	alarmSeries map[string]*series
-	kick     chan struct{}
-	wg       sync.WaitGroup
-	loaded   bool
-	opCtx    context.Context
+	kick        chan struct{}
+	wg          sync.WaitGroup
+	loaded      bool
+	opCtx       context.Context
 }
 
 // New builds a controller; Run starts it.

@@ -76,7 +76,9 @@ func (c *Controller) viewLocked(name string, g config.Group) GroupView {
 			v.InService++
 		}
 	}
-	sort.Slice(v.Instances, func(i, j int) bool { return v.Instances[i].Launched.Before(v.Instances[j].Launched) || v.Instances[i].Launched.Equal(v.Instances[j].Launched) && v.Instances[i].Name < v.Instances[j].Name })
+	sort.Slice(v.Instances, func(i, j int) bool {
+		return v.Instances[i].Launched.Before(v.Instances[j].Launched) || v.Instances[i].Launched.Equal(v.Instances[j].Launched) && v.Instances[i].Name < v.Instances[j].Name
+	})
 	return v
 }
 
