@@ -30,6 +30,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"clb/agent/api"
+	"clb/agent/autoscale"
 	"clb/agent/awsapi"
 	"clb/agent/config"
 	"clb/agent/console"
@@ -77,6 +78,9 @@ type Agent struct {
 	version string
 	restart atomic.Bool
 	metrics *metrics
+	// scaler runs the Auto Scaling groups; cpu holds what members report of their CPU.
+	scaler *autoscale.Controller
+	cpu    *cpuReports
 
 	// mu guards what Restart reads and Run writes.
 	mu      sync.Mutex
@@ -181,6 +185,11 @@ func (a *Agent) run(ctx context.Context) error {
 	if err := a.newReconciler(cfg); err != nil {
 		return err
 	}
+	a.cpu = newCPUReports()
+	a.scaler = a.newAutoscale()
+	if err := a.scaler.Load(); err != nil {
+		return err
+	}
 	if err := a.rec.Apply(ctx); err != nil {
 		if ferr := a.fallBackToLastGood(); ferr != nil {
 			return fmt.Errorf("first apply: %w; %w", err, ferr)
@@ -232,6 +241,7 @@ func (a *Agent) run(ctx context.Context) error {
 		g.Go(func() error { return a.followStore(ctx) })
 	}
 	g.Go(func() error { return a.watch(ctx) })
+	g.Go(func() error { return a.scaler.Run(ctx) })
 	serve(ctx, g, srv, ln, "API")
 	if awsLn != nil {
 		a.serveAWS(ctx, g, awsLn, srv)
@@ -313,7 +323,7 @@ func (a *Agent) newAPI() *api.Server {
 	return api.New(api.Deps{
 		Logger: a.log, Config: a.config, Members: a.store, Applier: a.rec, Definitions: a, Instances: a,
 		Status: agentStatus{a}, Stats: a.rec.Stats(), Verifier: a.sec.verifier, Limiter: a.sec.limiter,
-		Metrics: a.metrics.handler(), OnChange: a.metrics.registration,
+		Metrics: a.metrics.handler(), OnChange: a.metrics.registration, Groups: a.scaler, OnCPU: a.cpu.report,
 	})
 }
 

@@ -195,15 +195,20 @@ func (c *Controller) Load() error {
 	// Launches that were running when clbd stopped: their outcome is unknown. They count
 	// towards the capacity as Pending instances named as clbd named them; the grace period
 	// decides (registered: adopted; not: terminated by name and replaced).
+	interrupted := false
 	for name, g := range c.st.Groups {
 		for _, in := range g.Instances {
 			if in.State == Launching {
+				interrupted = true
 				in.State = Pending
 				c.log.Warn("launch interrupted by a restart: waiting for the instance to register", "group", name, "instance", in.Name)
 			}
 		}
 	}
 	c.loaded = true
+	if !interrupted {
+		return nil
+	}
 	return c.saveLocked()
 }
 
