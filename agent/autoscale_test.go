@@ -523,3 +523,124 @@ func hasActivity(acts []asgActivity, cause, desc string) bool {
 	}
 	return false
 }
+
+// TestAutoscaleLauncherFailureBacksOff: a launcher that fails is retried one launch at a time
+// with exponential backoff (0.5 s, 1 s, 2 s, 4 s...), every failure an activity with its
+// output; once it works again the group fills up.
+func TestAutoscaleLauncherFailureBacksOff(t *testing.T) {
+	dir := shortDir(t)
+	failFlag, attempts := filepath.Join(dir, "fail"), filepath.Join(dir, "attempts")
+	writeFile(t, failFlag, "", 0o644)
+	prefix := fmt.Sprintf(`sh -c 'if [ -f %s ]; then echo x >>%s; echo "no capacity in zone $CLB_ZONE" >&2; exit 3; fi; exec "$0" "$@"' `, failFlag, attempts)
+	s := newASGScenario(t, prefix, `  g:
+    launch_configuration: lc
+    min_size: 2
+    max_size: 2
+    zones: [za]
+    services: [web]
+    health_check_type: ELB
+    health_check_grace_period: 8s
+`)
+	time.Sleep(6 * time.Second)
+	n := strings.Count(readFileString(t, attempts), "x")
+	// Launch attempts at about 0, 0.5, 1.5, 3.5 s (then 7.5 s): a storm would be ~60 (one per
+	// 200 ms check and missing instance).
+	if n < 3 || n > 5 {
+		t.Errorf("%d launch attempts in 6 s, want 3-5 (backoff 0.5s doubling, one at a time)", n)
+	}
+	g, acts := s.group()
+	if g.Failures < 3 {
+		t.Errorf("launch_failures = %d, want >= 3", g.Failures)
+	}
+	failed := 0
+	for _, a := range acts {
+		if a.Status == "Failed" {
+			failed++
+			if !strings.Contains(a.Message, "no capacity in zone za") || !strings.Contains(a.Message, "exit status 3") {
+				t.Errorf("failed activity message %q: want the command's output and exit status", a.Message)
+			}
+		}
+	}
+	if failed != n {
+		t.Errorf("%d failed activities, want one per attempt (%d)", failed, n)
+	}
+	if len(s.running()) != 0 {
+		t.Errorf("instances running although every launch failed: %v", s.running())
+	}
+	// The launcher works again: the next attempt (within backoff_max 4 s) succeeds and the
+	// group fills up.
+	if err := os.Remove(failFlag); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 30*time.Second, "2 instances in service", func() bool {
+		g, _ := s.group()
+		return g.exactlyInService(2) != nil
+	})
+	if g, _ := s.group(); g.Failures != 0 {
+		t.Errorf("launch_failures = %d after a success, want 0", g.Failures)
+	}
+}
+
+func readFileString(t testing.TB, path string) string {
+	b, err := os.ReadFile(path)
+	if err != nil && !os.IsNotExist(err) {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
+// TestAutoscaleKill9MidScale: clbd is killed (SIGKILL) while launches run; after a restart
+// every instance is accounted for: the launches that completed meanwhile are adopted when
+// their members register, none is launched twice, and none is left running outside the group.
+func TestAutoscaleKill9MidScale(t *testing.T) {
+	// A slow launcher (1.5 s), so that the kill lands while launches run.
+	s := newASGScenario(t, `sh -c 'sleep 1.5; exec "$0" "$@"' `, `  g:
+    launch_configuration: lc
+    min_size: 1
+    max_size: 4
+    zones: [za, zb]
+    services: [web]
+    health_check_type: ELB
+    health_check_grace_period: 15s
+`)
+	waitFor(t, 30*time.Second, "1 instance in service", func() bool {
+		g, _ := s.group()
+		return g.exactlyInService(1) != nil
+	})
+	if code, out := s.admin("PUT", "/v1/groups/g/desired_capacity", map[string]any{"desired_capacity": 4}); code != http.StatusOK {
+		t.Fatalf("set desired = %d %v", code, out)
+	}
+	state := filepath.Join(s.dir, "autoscale.json")
+	waitFor(t, 10*time.Second, "launches recorded", func() bool {
+		return strings.Count(readFileString(t, state), `"state": "Launching"`) == 3
+	})
+	s.c.stop(syscall.SIGKILL)
+	// The launch commands outlive clbd, start their members, which retry registering.
+	time.Sleep(2 * time.Second)
+	s.c.start()
+	waitFor(t, 40*time.Second, "4 instances in service after the restart", func() bool {
+		g, _ := s.group()
+		return g.exactlyInService(4) != nil
+	})
+	// Stable: nothing more is launched or terminated.
+	time.Sleep(2 * time.Second)
+	g, _ := s.group()
+	ids := g.exactlyInService(4)
+	if ids == nil {
+		t.Fatalf("group = %+v, want 4 in service", g)
+	}
+	running := s.running()
+	members := s.webMembers()
+	if len(running) != 4 || len(members) != 4 {
+		t.Errorf("running processes %v, web members %v: want exactly the 4 instances", running, members)
+	}
+	for _, id := range ids {
+		if running[id] == 0 || !members[id] {
+			t.Errorf("instance %s: running %v, member %v", id, running[id] != 0, members[id])
+		}
+	}
+	logs, _ := filepath.Glob(filepath.Join(s.instDir, "*.log"))
+	if len(logs) != 4 {
+		t.Errorf("%d instances were ever launched, want 4 (none twice): %v", len(logs), logs)
+	}
+}
