@@ -92,6 +92,8 @@ type Agent struct {
 	defs         *defs.Defs
 	fileServices map[string]config.Service
 	cfgMu        sync.Mutex
+	// fileGroups are the config file's launch configurations and groups (groups.go).
+	fileGroups *fileGroups
 }
 
 // New checks cfg and prepares an agent; nothing runs until Run.
@@ -332,7 +334,7 @@ func (a *Agent) newAPI() *api.Server {
 func (a *Agent) serveAWS(ctx context.Context, g *errgroup.Group, ln net.Listener, like *http.Server) {
 	a.aws = awsapi.New(awsapi.Deps{
 		Logger: a.log.With("front", "aws"), Config: a.config, Members: a.store, Applier: a.rec, Definitions: a,
-		Status: agentStatus{a}, Keys: a.sec.keys, Limiter: a.sec.limiter,
+		Status: agentStatus{a}, Keys: a.sec.keys, Limiter: a.sec.limiter, Scaling: a.scaler,
 	})
 	srv := &http.Server{Handler: a.aws, ReadHeaderTimeout: like.ReadHeaderTimeout, ReadTimeout: like.ReadTimeout,
 		WriteTimeout: like.WriteTimeout, IdleTimeout: like.IdleTimeout, ErrorLog: like.ErrorLog}

@@ -97,6 +97,9 @@ func (a *Agent) setServices(file map[string]config.Service) error {
 	if err != nil {
 		return err
 	}
+	if err := a.mergeGroups(next, d); err != nil {
+		return err
+	}
 	a.fileServices = maps.Clone(file)
 	a.cfg.Store(next)
 	return nil

@@ -44,6 +44,8 @@ type LaunchConfiguration struct {
 	KeyName        string   `yaml:"key_name" json:"key_name,omitempty"`
 	SecurityGroups []string `yaml:"security_groups,flow" json:"security_groups,omitempty"`
 	UserData       string   `yaml:"user_data" json:"user_data,omitempty"`
+	// Created is when the AWS API created it (zero for the config file's).
+	Created time.Time `yaml:"created,omitempty" json:"created,omitzero"`
 }
 
 // Group is an Auto Scaling group.
@@ -204,6 +206,45 @@ func (c *Config) LauncherFor(lc LaunchConfiguration) string {
 		return name
 	}
 	return "default"
+}
+
+// MergeGroups adds the launch configurations and groups defined through the API to c (the
+// config file's, already in c, win) and validates those it added; c's maps are replaced, not
+// changed.
+func (c *Config) MergeGroups(lcs map[string]LaunchConfiguration, groups map[string]Group) error {
+	var errs []error
+	nl := maps.Clone(c.LaunchConfigurations)
+	if nl == nil {
+		nl = map[string]LaunchConfiguration{}
+	}
+	for name, lc := range lcs {
+		if _, file := nl[name]; !file {
+			nl[name] = lc
+		}
+	}
+	c.LaunchConfigurations = nl
+	ng := maps.Clone(c.Groups)
+	if ng == nil {
+		ng = map[string]Group{}
+	}
+	for _, name := range slices.Sorted(maps.Keys(groups)) {
+		if _, file := ng[name]; file {
+			continue
+		}
+		g := groups[name]
+		g.SetDefaults()
+		if err := c.ValidateGroup(name, g); err != nil {
+			errs = append(errs, err)
+		}
+		ng[name] = g
+	}
+	c.Groups = ng
+	for _, name := range slices.Sorted(maps.Keys(lcs)) {
+		if err := c.ValidateLaunchConfiguration(name, nl[name]); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // ParseIncrement reads a scale increment: "N" or "-N" instances, "N%" or "-N%" of the
