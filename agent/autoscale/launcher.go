@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"strings"
+	"sync"
 	"time"
 
 	shellwords "github.com/mattn/go-shellwords"
@@ -51,8 +52,9 @@ func runCommand(ctx context.Context, cmdline string, timeout time.Duration, env 
 	cmd.Env = env
 	cmd.WaitDelay = time.Second
 	var stdout, both bytes.Buffer
-	cmd.Stdout = &multi{&stdout, &both}
-	cmd.Stderr = &both
+	var mu sync.Mutex // stdout and stderr are copied by goroutines of their own
+	cmd.Stdout = &multi{mu: &mu, a: &stdout, b: &both}
+	cmd.Stderr = &multi{mu: &mu, b: &both}
 	if err := cmd.Run(); err != nil {
 		if errors.Is(ctx.Err(), context.DeadlineExceeded) {
 			err = fmt.Errorf("timed out after %s", timeout)
@@ -62,11 +64,18 @@ func runCommand(ctx context.Context, cmdline string, timeout time.Duration, env 
 	return stdout.String(), nil
 }
 
-// multi writes to two buffers (stdout alone, and stdout and stderr together).
-type multi struct{ a, b *bytes.Buffer }
+// multi writes to two buffers (stdout alone, and stdout and stderr together) under one lock.
+type multi struct {
+	mu   *sync.Mutex
+	a, b *bytes.Buffer
+}
 
 func (m *multi) Write(p []byte) (int, error) {
-	m.a.Write(p)
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.a != nil {
+		m.a.Write(p)
+	}
 	return m.b.Write(p)
 }
 
