@@ -103,7 +103,7 @@ type asgScenario struct {
 
 // asgConfig is the config after web's listeners: web's health check and draining, the local
 // launcher (launchPrefix runs before launch.sh, e.g. a failure switch) and the group.
-func newASGScenario(t *testing.T, launchPrefix, group string) *asgScenario {
+func newASGScenario(t testing.TB, launchPrefix, group string) *asgScenario {
 	t.Helper()
 	requireHaproxyBin(t)
 	docs, err := filepath.Abs("../docs/autoscale/local")
@@ -178,10 +178,12 @@ type asgGroup struct {
 }
 
 type asgActivity struct {
-	Cause       string `json:"cause"`
-	Description string `json:"description"`
-	Status      string `json:"status"`
-	Message     string `json:"message"`
+	Start       time.Time `json:"start"`
+	End         time.Time `json:"end"`
+	Cause       string    `json:"cause"`
+	Description string    `json:"description"`
+	Status      string    `json:"status"`
+	Message     string    `json:"message"`
 }
 
 func (s *asgScenario) group() (asgGroup, []asgActivity) {
