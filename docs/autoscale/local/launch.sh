@@ -1,10 +1,10 @@
 #!/bin/sh
-# clbd launcher example: instances are local processes (what clb's own tests use).
+# clbd launcher example (copy docs/autoscale/ of the clb source to /etc/clb/launchers/): instances are local processes (what clb's own tests use).
 #
 #   launchers:
 #     local:
-#       launch: /usr/share/doc/clb-server/examples/autoscale/local/launch.sh /var/lib/clb-local MEMBER-COMMAND [ARG...]
-#       terminate: /usr/share/doc/clb-server/examples/autoscale/local/terminate.sh /var/lib/clb-local
+#       launch: /etc/clb/launchers/local/launch.sh /var/lib/clb-local MEMBER-COMMAND [ARG...]
+#       terminate: /etc/clb/launchers/local/terminate.sh /var/lib/clb-local
 #
 # launch.sh DIR COMMAND [ARG...] starts COMMAND in a session of its own (it outlives clbd),
 # with clbd's CLB_* variables (CLB_INSTANCE_NAME, CLB_ZONE, CLB_GROUP, ...) in its
