@@ -24,18 +24,9 @@ func (a *Agent) mergeGroups(next *config.Config, d defs.File) error {
 	return next.MergeGroups(d.LaunchConfigurations, d.Groups)
 }
 
-// IsFileGroup reports whether a group or launch configuration (kind "group" or
-// "launch_configuration") is the config file's.
-func (a *Agent) IsFileGroup(kind, name string) bool {
+// fileGroupsNow returns the config file's groups (nil before the first merge).
+func (a *Agent) fileGroupsNow() *fileGroups {
 	a.cfgMu.Lock()
 	defer a.cfgMu.Unlock()
-	if a.fileGroups == nil {
-		return false
-	}
-	if kind == "group" {
-		_, ok := a.fileGroups.groups[name]
-		return ok
-	}
-	_, ok := a.fileGroups.lcs[name]
-	return ok
+	return a.fileGroups
 }

@@ -2,6 +2,7 @@ package autoscale
 
 import (
 	"context"
+	"fmt"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -236,5 +237,60 @@ func TestReplaceUnhealthy(t *testing.T) {
 	}
 	if n != 2 {
 		t.Errorf("%d health check activities, want 2: %+v", n, acts)
+	}
+}
+
+type fakeCPU map[string]CPUReading
+
+func (f fakeCPU) CPU() map[string]CPUReading { return f }
+
+// TestCPUTrigger: the tutorial's trigger on the CPU use members report: above 80% for the
+// breach duration adds 10 (clamped to max), below 40% removes 5 (clamped to min), at most
+// once per cooldown.
+func TestCPUTrigger(t *testing.T) {
+	upper, lower := 80.0, 40.0
+	two := 2
+	cfg := testConfig(t, `sh -c 'echo $CLB_INSTANCE_NAME'`, config.Group{LaunchConfiguration: "lc", MinSize: 1, MaxSize: 8,
+		DesiredCapacity: &two, Cooldown: 5 * time.Second, Triggers: []config.Trigger{{Name: "cpu", Metric: "CPUUtilization",
+			Period: time.Second, BreachDuration: 3 * time.Second, UpperThreshold: &upper, LowerThreshold: &lower,
+			UpperIncrement: "10", LowerIncrement: "-5"}}})
+	core := &fakeCore{}
+	now := time.Unix(5000, 0)
+	cpu := fakeCPU{}
+	c := New(Options{Config: func() *config.Config { return cfg }, StatePath: filepath.Join(cfg.StateDir, "as.json"),
+		Members: core, Health: core, Drainer: core, Instances: core, Stats: noStats{}, CPU: cpu, Now: func() time.Time { return now }})
+	settle(c)
+	v, _ := c.Group("g")
+	report := func(pct float64) {
+		for _, in := range v.Instances {
+			cpu[in.ID] = CPUReading{Percent: pct, At: now}
+		}
+	}
+	step := func(pct float64, d time.Duration) {
+		for end := now.Add(d); now.Before(end); now = now.Add(250 * time.Millisecond) {
+			report(pct)
+			c.Tick()
+			c.wg.Wait()
+		}
+	}
+	step(90, 2*time.Second) // shorter than the breach duration: nothing
+	if v, _ := c.Group("g"); v.Desired != 2 {
+		t.Fatalf("desired = %d after 2 s above 80%%, want 2 (breach duration 3 s)", v.Desired)
+	}
+	step(90, 1500*time.Millisecond)
+	if v, _ := c.Group("g"); v.Desired != 8 {
+		t.Fatalf("desired = %d after 3.5 s above 80%%, want 8 (2 + 10 clamped to max)", v.Desired)
+	}
+	step(10, 4*time.Second) // below 40% for 4 s, but within the 5 s cooldown of the scale-out
+	if v, _ := c.Group("g"); v.Desired != 8 {
+		t.Fatalf("desired = %d within the cooldown, want 8", v.Desired)
+	}
+	step(10, 2*time.Second)
+	if v, _ := c.Group("g"); v.Desired != 3 {
+		t.Fatalf("desired = %d after the cooldown below 40%%, want 3 (8 - 5)", v.Desired)
+	}
+	acts := c.Activities("g")
+	if !strings.Contains(acts[len(acts)-1].Cause+fmt.Sprint(acts), "trigger cpu breached: CPUUtilization Average 90 > 80") {
+		t.Errorf("no trigger activity: %+v", acts)
 	}
 }

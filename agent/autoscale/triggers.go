@@ -47,8 +47,9 @@ func (s *series) periods(now time.Time, period time.Duration, n int, stat string
 		}
 		vals = append(vals, statistic(stat, in))
 	}
-	// The oldest period must be covered from its start: the series must reach back that far.
-	if len(s.t) == 0 || now.Sub(s.t[0]) < time.Duration(n-1)*period {
+	// The samples must span the whole duration (less a tenth, for the sampling's jitter): a
+	// breach is n periods of breaching values, not one sample in the oldest period.
+	if len(s.t) == 0 || now.Sub(s.t[0]) < time.Duration(n)*period*9/10 {
 		return nil, false
 	}
 	return vals, true
