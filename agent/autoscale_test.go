@@ -543,6 +543,27 @@ func TestAutoscaleLauncherFailureBacksOff(t *testing.T) {
     health_check_type: ELB
     health_check_grace_period: 8s
 `)
+	// Refusals of the native API, while the launches fail.
+	for _, c := range []struct {
+		key, secret, method, path string
+		body                      any
+		want                      int
+		code                      string
+	}{
+		{"admin", adminSecret, "GET", "/v1/groups/nope", nil, http.StatusNotFound, "not_found"},
+		{"admin", adminSecret, "PUT", "/v1/groups/g/desired_capacity", map[string]any{"desired_capacity": 3}, http.StatusBadRequest, "bad_request"},
+		{"admin", adminSecret, "PUT", "/v1/groups/g/desired_capacity", map[string]any{"desired": 1}, http.StatusBadRequest, "bad_request"},
+		{"default", "correct horse battery staple", "PUT", "/v1/groups/g/desired_capacity", map[string]any{"desired_capacity": 1}, http.StatusForbidden, "forbidden"},
+		{"default", "correct horse battery staple", "PUT", "/v1/services/web/members/m1", map[string]any{"port": 9, "cpu": 150}, http.StatusBadRequest, "bad_request"},
+	} {
+		code, out := s.c.callAs(c.key, c.method, c.path, c.secret, c.body)
+		if code != c.want || out["code"] != c.code {
+			t.Errorf("%s %s %v = %d %v, want %d %s", c.method, c.path, c.body, code, out, c.want, c.code)
+		}
+	}
+	if code, out := s.c.callAs("default", "GET", "/v1/groups", "correct horse battery staple", nil); code != http.StatusOK || len(out["groups"].([]any)) != 1 {
+		t.Errorf("GET /v1/groups = %d %v, want the one group", code, out)
+	}
 	time.Sleep(6 * time.Second)
 	n := strings.Count(readFileString(t, attempts), "x")
 	// Launch attempts at about 0, 0.5, 1.5, 3.5 s (then 7.5 s): a storm would be ~60 (one per
