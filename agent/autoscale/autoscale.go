@@ -163,7 +163,7 @@ func New(o Options) *Controller {
 	}
 	return &Controller{o: o, log: o.Logger.With("component", "autoscale"), busy: map[string]bool{},
 		triggers: map[string]map[string]*series{}, alarmSeries: map[string]*series{},
-		kick: make(chan struct{}, 1), st: State{Groups: map[string]*GroupState{}}}
+		kick: make(chan struct{}, 1), warned: map[string]bool{}, st: State{Groups: map[string]*GroupState{}}}
 }
 
 // Load reads the state file (none yet is an empty state). Run calls it when it was not.
@@ -276,10 +276,19 @@ func (c *Controller) Tick() {
 			changed = true
 		}
 	}
-	for name := range c.st.Groups {
-		if _, ok := cfg.Groups[name]; !ok && len(c.st.Groups[name].Instances) == 0 {
+	for name, gs := range c.st.Groups {
+		if _, ok := cfg.Groups[name]; ok {
+			continue
+		}
+		if len(gs.Instances) == 0 {
 			delete(c.st.Groups, name)
 			changed = true
+		} else if !c.warned[name] {
+			// A group gone from the config with instances left: they keep running (removing a
+			// group by mistake must not stop its machines); put it back with min 0 and desired
+			// 0 to terminate them, then remove it.
+			c.warned[name] = true
+			c.log.Warn("group removed from the config while it has instances: they are left running and unmanaged", "group", name, "instances", len(gs.Instances))
 		}
 	}
 	if changed {
