@@ -148,9 +148,11 @@ type Controller struct {
 	// alarmSeries holds each alarm's samples, by alarm name.
 	alarmSeries map[string]*series
 	kick        chan struct{}
-	wg          sync.WaitGroup
-	loaded      bool
-	opCtx       context.Context
+	// warned are the removed groups whose left instances were reported.
+	warned map[string]bool
+	wg     sync.WaitGroup
+	loaded bool
+	opCtx  context.Context
 }
 
 // New builds a controller; Run starts it.
