@@ -240,7 +240,9 @@ func (c *Controller) Run(ctx context.Context) error {
 	if err := c.Load(); err != nil {
 		return err
 	}
+	c.mu.Lock()
 	c.opCtx = ctx
+	c.mu.Unlock()
 	defer c.wg.Wait()
 	interval := c.o.Config().Autoscale.Interval
 	t := time.NewTicker(interval)
@@ -597,7 +599,8 @@ func (c *Controller) startTerminateLocked(cfg *config.Config, group string, g co
 	})
 }
 
-// goOp runs an operation in its own goroutine, cancelled when Run's context ends.
+// goOp runs an operation in its own goroutine, cancelled when Run's context ends; the caller
+// holds mu.
 func (c *Controller) goOp(fn func(ctx context.Context)) {
 	ctx := c.opCtx
 	if ctx == nil {
