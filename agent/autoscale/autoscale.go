@@ -606,6 +606,11 @@ func (c *Controller) goOp(fn func(ctx context.Context)) {
 	if ctx == nil {
 		ctx = context.Background()
 	}
+	if ctx.Err() != nil {
+		// Stopping: Run waits for the operations already started; this one is left to the
+		// next start (its intent is saved: Load resolves it).
+		return
+	}
 	c.wg.Add(1)
 	go func() {
 		defer c.wg.Done()
