@@ -150,9 +150,11 @@ type Controller struct {
 	kick        chan struct{}
 	// warned are the removed groups whose left instances were reported.
 	warned map[string]bool
-	wg     sync.WaitGroup
-	loaded bool
-	opCtx  context.Context
+	// stopping: Run ended; no more operations start.
+	stopping bool
+	wg       sync.WaitGroup
+	loaded   bool
+	opCtx    context.Context
 }
 
 // New builds a controller; Run starts it.
@@ -243,7 +245,12 @@ func (c *Controller) Run(ctx context.Context) error {
 	c.mu.Lock()
 	c.opCtx = ctx
 	c.mu.Unlock()
-	defer c.wg.Wait()
+	defer func() {
+		c.mu.Lock()
+		c.stopping = true // no operation starts after this (goOp runs under mu)
+		c.mu.Unlock()
+		c.wg.Wait()
+	}()
 	interval := c.o.Config().Autoscale.Interval
 	t := time.NewTicker(interval)
 	defer t.Stop()
@@ -606,7 +613,7 @@ func (c *Controller) goOp(fn func(ctx context.Context)) {
 	if ctx == nil {
 		ctx = context.Background()
 	}
-	if ctx.Err() != nil {
+	if c.stopping || ctx.Err() != nil {
 		// Stopping: Run waits for the operations already started; this one is left to the
 		// next start (its intent is saved: Load resolves it).
 		return
