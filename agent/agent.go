@@ -30,6 +30,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"clb/agent/api"
+	"clb/agent/autoscale"
 	"clb/agent/awsapi"
 	"clb/agent/config"
 	"clb/agent/console"
@@ -81,6 +82,9 @@ type Agent struct {
 	version string
 	restart atomic.Bool
 	metrics *metrics
+	// scaler runs the Auto Scaling groups; cpu holds what members report of their CPU.
+	scaler *autoscale.Controller
+	cpu    *cpuReports
 
 	// mu guards what Restart reads and Run writes.
 	mu      sync.Mutex
@@ -94,6 +98,8 @@ type Agent struct {
 	// fileGateways are the config file's gateways (never nil once set).
 	fileGateways map[string]gateway.Gateway
 	cfgMu        sync.Mutex
+	// fileGroups are the config file's launch configurations and groups (groups.go).
+	fileGroups *fileGroups
 }
 
 // New checks cfg and prepares an agent; nothing runs until Run.
@@ -187,6 +193,11 @@ func (a *Agent) run(ctx context.Context) error {
 	if err := a.newReconciler(cfg); err != nil {
 		return err
 	}
+	a.cpu = newCPUReports()
+	a.scaler = a.newAutoscale()
+	if err := a.scaler.Load(); err != nil {
+		return err
+	}
 	if err := a.rec.Apply(ctx); err != nil {
 		if ferr := a.fallBackToLastGood(); ferr != nil {
 			return fmt.Errorf("first apply: %w; %w", err, ferr)
@@ -248,6 +259,7 @@ func (a *Agent) run(ctx context.Context) error {
 		g.Go(func() error { return a.followStore(ctx) })
 	}
 	g.Go(func() error { return a.watch(ctx) })
+	g.Go(func() error { return a.scaler.Run(ctx) })
 	serve(ctx, g, srv, ln, "API")
 	if awsLn != nil {
 		a.serveAWS(ctx, g, awsLn, srv)
@@ -336,7 +348,7 @@ func (a *Agent) newAPI() *api.Server {
 	return api.New(api.Deps{
 		Logger: a.log, Config: a.config, Members: a.store, Applier: a.rec, Definitions: a, Gateways: a, Instances: a,
 		Status: agentStatus{a}, Stats: a.rec.Stats(), Verifier: a.sec.verifier, Limiter: a.sec.limiter,
-		Metrics: a.metrics.handler(), OnChange: a.metrics.registration,
+		Metrics: a.metrics.handler(), OnChange: a.metrics.registration, Groups: a.scaler, OnCPU: a.cpu.report,
 	})
 }
 
@@ -345,7 +357,7 @@ func (a *Agent) newAPI() *api.Server {
 func (a *Agent) serveAWS(ctx context.Context, g *errgroup.Group, ln net.Listener, like *http.Server) {
 	a.aws = awsapi.New(awsapi.Deps{
 		Logger: a.log.With("front", "aws"), Config: a.config, Members: a.store, Applier: a.rec, Definitions: a,
-		Status: agentStatus{a}, Keys: a.sec.keys, Limiter: a.sec.limiter,
+		Status: agentStatus{a}, Keys: a.sec.keys, Limiter: a.sec.limiter, Scaling: a.scaler,
 	})
 	srv := &http.Server{Handler: a.aws, ReadHeaderTimeout: like.ReadHeaderTimeout, ReadTimeout: like.ReadTimeout,
 		WriteTimeout: like.WriteTimeout, IdleTimeout: like.IdleTimeout, ErrorLog: like.ErrorLog}

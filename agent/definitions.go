@@ -109,6 +109,9 @@ func (a *Agent) setServices(file map[string]config.Service, fileGateways map[str
 	if err != nil {
 		return err
 	}
+	if err := a.mergeGroups(next, d); err != nil {
+		return err
+	}
 	a.fileServices = maps.Clone(file)
 	a.fileGateways = maps.Clone(fileGateways)
 	if a.fileGateways == nil {

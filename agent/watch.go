@@ -124,6 +124,10 @@ func (a *Agent) reloadConfig() {
 	rest, curRest := *next, *cur
 	rest.Services, rest.DisabledZones, rest.Output, rest.Gateways = nil, nil, "", nil
 	curRest.Services, curRest.DisabledZones, curRest.Output, curRest.Gateways = nil, nil, "", nil
+	// The running groups include the AWS API's (groups.go): compare the file's with the file's.
+	if fg := a.fileGroupsNow(); fg != nil {
+		curRest.Groups, curRest.LaunchConfigurations = fg.groups, fg.lcs
+	}
 	if !reflect.DeepEqual(rest, curRest) {
 		a.log.Warn("config file changed settings other than services; restart clbd to apply them", "path", a.opts.ConfigPath)
 	}

@@ -75,6 +75,9 @@ type Request struct {
 	// TTL, when positive, makes the registration a lease that clbd removes unless it is
 	// renewed within TTL (see Keepalive); Unregister ignores it.
 	TTL time.Duration
+	// CPU is the machine's CPU use in percent, for Auto Scaling's CPUUtilization (Keepalive
+	// sends it with every renewal); nil sends none.
+	CPU *float64
 }
 
 // Result is the server's answer to a successful call.
@@ -91,12 +94,13 @@ type Result struct {
 
 // memberBody is the JSON body of register and unregister requests.
 type memberBody struct {
-	Name    string `json:"name,omitempty"`
-	Address string `json:"address,omitempty"`
-	Port    int    `json:"port,omitempty"`
-	Weight  *int   `json:"weight,omitempty"`
-	Zone    string `json:"zone,omitempty"`
-	TTL     string `json:"ttl,omitempty"`
+	Name    string   `json:"name,omitempty"`
+	Address string   `json:"address,omitempty"`
+	Port    int      `json:"port,omitempty"`
+	Weight  *int     `json:"weight,omitempty"`
+	Zone    string   `json:"zone,omitempty"`
+	TTL     string   `json:"ttl,omitempty"`
+	CPU     *float64 `json:"cpu,omitempty"`
 }
 
 // answer is the JSON body of the server's answers, successful or not.
@@ -114,7 +118,7 @@ func (c *Client) Register(ctx context.Context, service string, req Request) (Res
 	if err := validate(service, req, true); err != nil {
 		return Result{}, err
 	}
-	b := memberBody{Address: req.Address, Port: req.Port, Weight: req.Weight, Zone: req.Zone}
+	b := memberBody{Address: req.Address, Port: req.Port, Weight: req.Weight, Zone: req.Zone, CPU: req.CPU}
 	if req.TTL > 0 {
 		b.TTL = req.TTL.String()
 	}

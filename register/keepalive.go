@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/urfave/cli/v2"
@@ -83,6 +84,8 @@ func (c *Client) Keepalive(ctx context.Context, service string, req Request, rea
 	renew.Timeout = every // one renewal, retries included, never overlaps the next
 	fails := 0
 	wait := every
+	// Every renewal carries the machine's CPU use since the previous one (/proc/stat).
+	cpu, cpuOK := newCPUMeter(), true
 	t := time.NewTimer(wait)
 	defer t.Stop()
 	for {
@@ -94,8 +97,20 @@ func (c *Client) Keepalive(ctx context.Context, service string, req Request, rea
 			notify("STOPPING=1\nSTATUS=unregistering")
 			return res, c.leave(service, pinned, log)
 		}
-		_, err := renew.Register(ctx, service, pinned)
+		sent := pinned
+		if cpuOK {
+			if pct, ok := cpu.percent(); ok {
+				sent.CPU = &pct
+			}
+		}
+		_, err := renew.Register(ctx, service, sent)
 		var e *Error
+		if sent.CPU != nil && errors.As(err, &e) && e.Kind == KindRefused && strings.Contains(e.Error(), `"cpu"`) {
+			// A clbd older than Auto Scaling refuses the field: renew without it from now on.
+			log.Info("clbd does not take CPU reports; renewing without them", "service", service)
+			cpuOK = false
+			_, err = renew.Register(ctx, service, pinned)
+		}
 		switch {
 		case err == nil || (errors.As(err, &e) && e.Kind == KindNotApplied):
 			// Not applied still means stored: the lease is renewed.

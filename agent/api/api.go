@@ -59,6 +59,9 @@ type memberRequest struct {
 	Zone    string `json:"zone"`
 	// TTL makes the registration a lease ("30s"), see lease.go.
 	TTL string `json:"ttl"`
+	// CPU is the member machine's CPU use in percent (0-100), sent with lease renewals by
+	// clb_register --keepalive; Auto Scaling's CPUUtilization is its mean over a group.
+	CPU *float64 `json:"cpu,omitempty"`
 }
 
 // memberResponse answers register and unregister calls.
@@ -109,6 +112,11 @@ func New(d Deps) *Server {
 	if d.Instances != nil {
 		h.handle("PUT /v1/instances/{id}", h.putInstance)
 		h.handle("GET /v1/instances", h.listInstances)
+	}
+	if d.Groups != nil {
+		h.handle("GET /v1/groups", h.listGroups)
+		h.handle("GET /v1/groups/{group}", h.getGroup)
+		h.handle("PUT /v1/groups/{group}/desired_capacity", h.setDesired)
 	}
 	h.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
@@ -336,9 +344,15 @@ func (h *Server) register(r *http.Request, body []byte, name string) (int, any, 
 	if err := h.checkMemberCap(service, m.Name); err != nil {
 		return 0, nil, err
 	}
+	if req.CPU != nil && (*req.CPU < 0 || *req.CPU > 100 || *req.CPU != *req.CPU) {
+		return 0, nil, errorf(http.StatusBadRequest, "bad_request", "cpu %v: want a percentage 0-100", *req.CPU)
+	}
 	changed, err := h.saveMember(service, m, req.TTL)
 	if err != nil {
 		return 0, nil, h.memberStoreError(r, "save registration", err)
+	}
+	if req.CPU != nil && h.d.OnCPU != nil {
+		h.d.OnCPU(service, m.Name, *req.CPU)
 	}
 	if changed {
 		h.log.Info("member registered", "service", service, "member", m.Name, "addr", m.Address, "port", m.Port)

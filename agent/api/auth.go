@@ -64,6 +64,8 @@ func needsAdmin(pattern string) bool {
 		return true
 	case strings.Contains(path, "/zones"):
 		return true
+	case strings.HasPrefix(path, "/v1/groups/") && method != http.MethodGet:
+		return true
 	case path == "/v1/services/{service}" && method != http.MethodGet:
 		return true
 	case path == "/v1/services" && method != http.MethodGet:

@@ -80,6 +80,8 @@ type Deps struct {
 	Gateways Gateways
 	// Instances is the instance registry (PUT /v1/instances/{id}); nil serves none.
 	Instances Instances
+	// Groups are the Auto Scaling groups (GET /v1/groups...); nil serves none.
+	Groups Groups
 	// Stats is haproxy's traffic history; nil answers GET /v1/stats with no samples.
 	Stats Stats
 	// Verifier checks request signatures; Limiter counts failed authentications per source.
@@ -87,6 +89,8 @@ type Deps struct {
 	Limiter  *ratelimit.Limiter
 	// Metrics serves GET /metrics (unauthenticated, like /healthz); nil for none.
 	Metrics http.Handler
+	// OnCPU is told of the CPU use a member reports with its registration (nil: ignored).
+	OnCPU func(service, member string, percent float64)
 	// OnChange is told of every accepted membership change (op register or unregister).
 	OnChange func(service, op string)
 }

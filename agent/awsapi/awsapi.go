@@ -73,6 +73,8 @@ type Server struct {
 	log      *slog.Logger
 	verifier *sigv4.Verifier
 	failures atomic.Uint64
+	// created is when the front was built (CreatedTime of what the config file defines).
+	created time.Time
 }
 
 // New builds the front over its dependencies.
@@ -80,7 +82,7 @@ func New(d Deps) *Server {
 	if d.Logger == nil {
 		d.Logger = slog.New(slog.DiscardHandler)
 	}
-	s := &Server{d: d, log: d.Logger}
+	s := &Server{d: d, log: d.Logger, created: time.Now().UTC()}
 	s.verifier = sigv4.New(func(id string) ([]byte, bool) {
 		k, ok := d.Keys.Lookup(id)
 		return k.Secret, ok && len(k.Secret) > 0
@@ -99,12 +101,14 @@ type request struct {
 	p      params
 	key    string
 	scope  auth.Scope
+	// ns is the XML namespace of the answer: the API the Version names (ELB until known).
+	ns string
 }
 
 // ServeHTTP serves every path and method: the action is in the parameters.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
-	req := &request{r: r, id: newRequestID()}
+	req := &request{r: r, id: newRequestID(), ns: Namespace}
 	w.Header().Set("x-amzn-RequestId", req.id)
 	result, err := s.serve(w, req)
 	status, code := http.StatusOK, ""
@@ -114,9 +118,9 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			ae = &Error{Status: http.StatusInternalServerError, Code: "InternalFailure", Msg: err.Error(), Receiver: true}
 		}
 		status, code = ae.Status, ae.Code
-		writeError(w, req.id, ae)
+		writeError(w, req.id, req.ns, ae)
 	} else {
-		writeResult(w, req.id, req.action, result)
+		writeResult(w, req.id, req.ns, req.action, result)
 	}
 	lvl := slog.LevelInfo
 	if status >= 400 {
@@ -178,24 +182,48 @@ func (s *Server) serve(w http.ResponseWriter, req *request) (any, error) {
 		req.action = ""
 		return nil, errorf(http.StatusBadRequest, "InvalidAction", "%q is not a valid action", clip(a))
 	}
-	switch v := p.get("Version"); v {
-	case Version:
-	case "":
-		return nil, errorf(http.StatusBadRequest, "MissingParameter", "the request has no Version parameter; clbd serves Classic ELB Version=%s", Version)
-	default:
-		return nil, errorf(http.StatusBadRequest, "NoSuchVersion", "version %q is not served; clbd serves Classic ELB Version=%s", clip(v), Version)
+	v := p.get("Version")
+	served, ok := s.apis()[v]
+	switch {
+	case v == "":
+		return nil, errorf(http.StatusBadRequest, "MissingParameter", "the request has no Version parameter; clbd serves %s", servedVersions)
+	case !ok:
+		return nil, errorf(http.StatusBadRequest, "NoSuchVersion", "version %q is not served; clbd serves %s", clip(v), servedVersions)
 	}
-	h, ok := s.actions()[req.action]
+	req.ns = served.namespace
+	h, ok := served.actions[req.action]
 	if !ok {
-		if unserved[req.action] {
+		if served.unserved[req.action] {
 			return nil, errorf(http.StatusBadRequest, "UnsupportedOperation", "clbd does not serve %s yet (see the README's AWS section for what it serves)", req.action)
 		}
-		return nil, errorf(http.StatusBadRequest, "InvalidAction", "%s is not an action of Elastic Load Balancing %s", req.action, Version)
+		return nil, errorf(http.StatusBadRequest, "InvalidAction", "%s is not an action of %s %s", req.action, served.name, v)
 	}
-	if !req.scope.Admin && !registerActions[req.action] {
+	if !req.scope.Admin && !served.register[req.action] {
 		return nil, errorf(http.StatusForbidden, "AccessDenied", "key %q has scope %s: %s needs a key with admin scope", req.key, req.scope, req.action)
 	}
 	return h(req)
+}
+
+// awsAPI is one AWS API served on the endpoint, chosen by the request's Version.
+type awsAPI struct {
+	name, namespace string
+	actions         map[string]handler
+	// register are the actions a register-scoped key may call; unserved the API's actions
+	// clbd knows and does not serve.
+	register, unserved map[string]bool
+}
+
+// servedVersions names the APIs and versions served, for errors.
+const servedVersions = "Classic ELB Version=2012-06-01, Auto Scaling Version=2011-01-01 and CloudWatch Version=2010-08-01"
+
+// apis are the APIs by Version: ELB (actions.go), Auto Scaling (autoscaling.go), CloudWatch
+// alarms (cloudwatch.go).
+func (s *Server) apis() map[string]awsAPI {
+	return map[string]awsAPI{
+		Version:            {name: "Elastic Load Balancing", namespace: Namespace, actions: s.actions(), register: registerActions, unserved: unserved},
+		AutoScalingVersion: {name: "Auto Scaling", namespace: AutoScalingNamespace, actions: s.autoscalingActions(), unserved: autoscalingUnserved},
+		CloudWatchVersion:  {name: "CloudWatch", namespace: CloudWatchNamespace, actions: s.cloudwatchActions(), unserved: cloudwatchUnserved},
+	}
 }
 
 // readOnly reports whether an action only reads (Describe*): its identical repeats within
@@ -321,18 +349,18 @@ func (l xmlList[T]) MarshalXML(e *xml.Encoder, start xml.StartElement) error {
 	return e.EncodeToken(start.End())
 }
 
-func writeResult(w http.ResponseWriter, reqID, action string, result any) {
+func writeResult(w http.ResponseWriter, reqID, ns, action string, result any) {
 	var b strings.Builder
 	b.WriteString(xml.Header)
 	e := xml.NewEncoder(&b)
-	root := xml.StartElement{Name: xml.Name{Local: action + "Response"}, Attr: []xml.Attr{{Name: xml.Name{Local: "xmlns"}, Value: Namespace}}}
+	root := xml.StartElement{Name: xml.Name{Local: action + "Response"}, Attr: []xml.Attr{{Name: xml.Name{Local: "xmlns"}, Value: ns}}}
 	_ = e.EncodeToken(root)
 	res := xml.StartElement{Name: xml.Name{Local: action + "Result"}}
 	if result == nil {
 		_ = e.EncodeToken(res)
 		_ = e.EncodeToken(res.End())
 	} else if err := e.EncodeElement(result, res); err != nil {
-		writeError(w, reqID, &Error{Status: http.StatusInternalServerError, Code: "InternalFailure", Msg: "encode answer: " + err.Error(), Receiver: true})
+		writeError(w, reqID, ns, &Error{Status: http.StatusInternalServerError, Code: "InternalFailure", Msg: "encode answer: " + err.Error(), Receiver: true})
 		return
 	}
 	_ = e.EncodeElement(struct {
@@ -343,7 +371,7 @@ func writeResult(w http.ResponseWriter, reqID, action string, result any) {
 	write(w, http.StatusOK, b.String())
 }
 
-func writeError(w http.ResponseWriter, reqID string, ae *Error) {
+func writeError(w http.ResponseWriter, reqID, ns string, ae *Error) {
 	typ := "Sender"
 	if ae.Receiver {
 		typ = "Receiver"
@@ -357,7 +385,7 @@ func writeError(w http.ResponseWriter, reqID string, ae *Error) {
 			Message string
 		}
 		RequestID string `xml:"RequestId"`
-	}{XMLNS: Namespace, RequestID: reqID}
+	}{XMLNS: ns, RequestID: reqID}
 	doc.Error.Type, doc.Error.Code, doc.Error.Message = typ, ae.Code, ae.Msg
 	out, _ := xml.Marshal(doc)
 	write(w, ae.Status, xml.Header+string(out))

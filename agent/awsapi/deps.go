@@ -38,4 +38,7 @@ type Deps struct {
 	Keys auth.Keys
 	// Limiter counts failed authentications per source, shared with the native API.
 	Limiter *ratelimit.Limiter
+	// Scaling is the Auto Scaling group controller (autoscaling.go); nil answers the Auto
+	// Scaling and CloudWatch actions with an error saying so.
+	Scaling Scaling
 }

@@ -115,6 +115,12 @@ type Config struct {
 	// and method to the services' backends (package gateway, gateways.go). Their routes
 	// change without a reload (map files); a new gateway, bind or header slot reloads.
 	Gateways map[string]gateway.Gateway `yaml:"gateways"`
+	// Launchers, LaunchConfigurations and Groups are the Auto Scaling groups (groups.go);
+	// Autoscale tunes their controller.
+	Launchers            map[string]Launcher            `yaml:"launchers"`
+	LaunchConfigurations map[string]LaunchConfiguration `yaml:"launch_configurations"`
+	Groups               map[string]Group               `yaml:"groups"`
+	Autoscale            AutoscaleSettings              `yaml:"autoscale"`
 
 	// DisabledZones by service: zones taken out of rotation through the API (kept in the state
 	// dir, not in the config file).

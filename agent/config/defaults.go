@@ -42,6 +42,7 @@ func (c *Config) SetDefaults() {
 		c.LeaseCheckInterval = DefaultLeaseCheckInterval
 	}
 	c.Store.SetDefaults()
+	c.setGroupDefaults()
 	c.HaproxyMetricsListen = metricsListenDefault(c.HaproxyMetricsListen)
 	if c.Services != nil {
 		services := make(map[string]Service, len(c.Services))

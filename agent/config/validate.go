@@ -41,6 +41,7 @@ func (c *Config) Validate() error {
 	errs = append(errs, c.validateSecurity()...)
 	errs = append(errs, c.validateLeases()...)
 	errs = append(errs, c.Store.validate()...)
+	errs = append(errs, c.validateGroups()...)
 	if c.LogLevel != "" {
 		var level slog.Level
 		if err := level.UnmarshalText([]byte(c.LogLevel)); err != nil {

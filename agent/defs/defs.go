@@ -61,6 +61,11 @@ type File struct {
 	// Gateways are the gateways defined through the API (PUT /v1/gateways/{gateway}), with
 	// their domains; config-file gateways of the same name win.
 	Gateways map[string]gateway.Gateway `yaml:"gateways,omitempty"`
+	// LaunchConfigurations and Groups are the Auto Scaling launch configurations and groups
+	// defined through the AWS API (the config file's win over them; values are replaced
+	// whole, never changed in place).
+	LaunchConfigurations map[string]config.LaunchConfiguration `yaml:"launch_configurations,omitempty"`
+	Groups               map[string]config.Group               `yaml:"groups,omitempty"`
 }
 
 // Instance is a member machine as it announced itself.
@@ -131,7 +136,14 @@ func (d *Defs) Snapshot() File {
 
 func (f File) clone() File {
 	out := File{Services: maps.Clone(f.Services), DisabledZones: map[string][]string{},
-		Instances: maps.Clone(f.Instances), LoadBalancers: map[string]LoadBalancer{}}
+		Instances: maps.Clone(f.Instances), LoadBalancers: map[string]LoadBalancer{},
+		LaunchConfigurations: maps.Clone(f.LaunchConfigurations), Groups: maps.Clone(f.Groups)}
+	if out.LaunchConfigurations == nil {
+		out.LaunchConfigurations = map[string]config.LaunchConfiguration{}
+	}
+	if out.Groups == nil {
+		out.Groups = map[string]config.Group{}
+	}
 	if out.Services == nil {
 		out.Services = map[string]config.Service{}
 	}
