@@ -128,7 +128,7 @@ func TestGatewayKill9External(t *testing.T) {
 		t.Fatal(err)
 	}
 	cfg.SetDefaults()
-	_, files, err := reconcile.Gateways(&cfg, config.MapDir(hapCfg))
+	_, files, _, err := reconcile.Gateways(&cfg, config.MapDir(hapCfg), config.CertDir(hapCfg))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -4,10 +4,12 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"time"
 
 	"clb/agent/config"
 	"clb/agent/defs"
 	"clb/internal/gateway"
+	"clb/internal/haproxy"
 )
 
 // The core's side of gateways (api.Gateways): every front that defines gateways or domains
@@ -45,6 +47,11 @@ func (a *Agent) PutGateway(name string, g gateway.Gateway) ([]string, error) {
 	if err != nil {
 		return nil, invalid(err)
 	}
+	cw, err := checkCerts(g, g.Domains)
+	if err != nil {
+		return nil, err
+	}
+	warns = append(warns, cw...)
 	return warns, a.changeDefs(func(f *defs.File) error {
 		f.Gateways[name] = g
 		return nil
@@ -81,6 +88,11 @@ func (a *Agent) PutDomain(gw, host string, d gateway.Domain) ([]string, error) {
 	if err != nil {
 		return nil, invalid(fmt.Errorf("gateway %s, domain %s: %w", gw, host, err))
 	}
+	cw, err := checkCerts(g, map[string]gateway.Domain{host: d})
+	if err != nil {
+		return nil, err
+	}
+	warns = append(warns, cw...)
 	return warns, a.changeDefs(func(f *defs.File) error {
 		g, ok := f.Gateways[gw]
 		if !ok {
@@ -114,6 +126,24 @@ func (a *Agent) RemoveDomain(gw, host string) error {
 		f.Gateways[gw] = g
 		return nil
 	})
+}
+
+// checkCerts reads and validates the certificates of domains of an https gateway (their
+// own file, else the gateway's certificates directory) before anything is saved: a missing
+// or refused one is bad input. It returns the validation's warnings.
+func checkCerts(g gateway.Gateway, domains map[string]gateway.Domain) ([]string, error) {
+	if g.Protocol != "https" || len(domains) == 0 {
+		return nil, nil
+	}
+	own := make(map[string]string, len(domains))
+	for host, d := range domains {
+		own[host] = d.Certificate
+	}
+	_, warns, err := haproxy.LoadCerts(haproxy.CertSources(g.Certificates, own), time.Now())
+	if err != nil {
+		return nil, invalid(err)
+	}
+	return warns, nil
 }
 
 // invalid makes sure a validation error says what it is: bad input (gateway.ErrInvalid)

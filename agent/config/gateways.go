@@ -118,6 +118,15 @@ func SplitBind(bind string) (netip.Addr, int, error) {
 // MapDirName is the directory, beside haproxy.cfg, of the gateways' map files.
 const MapDirName = "clb-maps"
 
+// CertDirName is the directory, beside haproxy.cfg, of the https gateways' certificates:
+// CertDirName/GATEWAY holds clb's validated copies of its domains' PEMs, a default
+// certificate and the crt-list its bind reads.
+const CertDirName = "clb-certs"
+
+// CertDir is where the https gateways' certificate directories of the config installed at
+// output live, beside it (see CertDirName).
+func CertDir(output string) string { return filepath.Join(filepath.Dir(MapDir(output)), CertDirName) }
+
 // MapDir is where the map files of the config installed at output live: next to it, so that
 // a reload reads them with the config (clbd writes them, atomically, before haproxy does).
 func MapDir(output string) string {

@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"time"
 
 	"clb/agent/config"
 	"clb/internal/gateway"
@@ -60,24 +61,85 @@ type MapObserver interface {
 }
 
 // Gateways compiles the config's gateways into their haproxy sections and map files, read
-// from mapDir (absolute). Without gateways both are empty.
-func Gateways(c *config.Config, mapDir string) (string, map[string]render.MapFile, error) {
+// from mapDir (absolute), and reads and validates the certificates of https gateways, whose
+// directories are certDir/GATEWAY (their binds read certDir/GATEWAY/crt-list.txt). Nothing is
+// written: install writes the files (WriteMaps, WriteCerts). Without gateways all are empty.
+func Gateways(c *config.Config, mapDir, certDir string) (string, map[string]render.MapFile, []render.CertSet, error) {
 	if len(c.Gateways) == 0 {
-		return "", nil, nil
+		return "", nil, nil, nil
 	}
 	comp, err := gateway.Compile(c.Gateways, c.Targets())
 	if err != nil {
-		return "", nil, fmt.Errorf("compile gateways: %w", err)
+		return "", nil, nil, fmt.Errorf("compile gateways: %w", err)
+	}
+	var certs []render.CertSet
+	for i, f := range comp.Frontends {
+		g := c.Gateways[f.Gateway]
+		if g.Protocol != "https" {
+			continue
+		}
+		own := make(map[string]string, len(g.Domains))
+		for host, d := range g.Domains {
+			own[host] = d.Certificate
+		}
+		dir := haproxy.CertDir(filepath.Join(certDir, f.Gateway))
+		if strings.ContainsAny(string(dir), " \t\r\n\"#\\") {
+			return "", nil, nil, fmt.Errorf("certificate directory %q: want a path without spaces, quotes, # or backslashes", dir)
+		}
+		set := render.CertSet{Dir: dir, PEMs: map[string][]byte{}}
+		// The API refuses a bad certificate before saving; one that goes bad later (a file
+		// edited, expired) must not stop every other change: its domain keeps the copy haproxy
+		// serves (the last good one), else gets the default certificate, and a warning says so.
+		for host, src := range haproxy.CertSources(g.Certificates, own) {
+			pems, warns, err := haproxy.LoadCerts(map[string]string{host: src}, time.Now())
+			if err != nil {
+				if old, rerr := os.ReadFile(dir.CertPath(host)); rerr == nil {
+					pems = map[string][]byte{host: old}
+					warns = []string{fmt.Sprintf("%v: the domain keeps its last good certificate", err)}
+				} else {
+					warns = []string{fmt.Sprintf("%v: the domain gets the default certificate", err)}
+				}
+			}
+			maps.Copy(set.PEMs, pems)
+			for _, w := range warns {
+				set.Warnings = append(set.Warnings, "gateway "+f.Gateway+": "+w)
+			}
+		}
+		slices.Sort(set.Warnings)
+		comp.Frontends[i].BindExtra = "ssl crt-list " + dir.CrtList()
+		certs = append(certs, set)
 	}
 	text, err := gateway.RenderScaffold(mapDir, comp)
 	if err != nil {
-		return "", nil, err
+		return "", nil, nil, err
 	}
 	files := make(map[string]render.MapFile, len(comp.Maps))
 	for _, name := range comp.MapNames() {
 		files[gateway.MapPath(mapDir, name)] = render.MapFile{Entries: comp.Maps[name], Bytes: comp.MapFile(name)}
 	}
-	return text, files, nil
+	return text, files, certs, nil
+}
+
+// WriteCerts writes the https gateways' certificate directories (haproxy.WriteCertDir: the
+// validated PEMs, the default certificate, the crt-list) and returns what changed on disk.
+func WriteCerts(sets []render.CertSet) ([]CertUpdate, error) {
+	var out []CertUpdate
+	for _, s := range sets {
+		changes, err := haproxy.WriteCertDir(s.Dir, s.PEMs)
+		if err != nil {
+			return out, err
+		}
+		for _, c := range changes {
+			out = append(out, CertUpdate{CrtList: s.Dir.CrtList(), CertChange: c})
+		}
+	}
+	return out, nil
+}
+
+// CertUpdate is a certificate change of one https gateway's crt-list.
+type CertUpdate struct {
+	CrtList string
+	haproxy.CertChange
 }
 
 // WriteMaps writes map files (atomically, each only when its bytes differ from the disk's)

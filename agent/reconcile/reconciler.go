@@ -105,6 +105,9 @@ type Options struct {
 	// without an admin socket route changes reload).
 	MapDir string
 	Maps   MapApplier
+	// CertDir holds the https gateways' certificate directories (default: clb-certs beside
+	// Output, config.CertDir).
+	CertDir string
 }
 
 // result is the outcome of one apply; its Err is sent to every caller that waited for it.
@@ -167,6 +170,8 @@ type Reconciler struct {
 	// mapDir holds the gateways' map files; maps loads them at runtime (nil: reload).
 	mapDir string
 	maps   MapApplier
+	// certDir holds the https gateways' certificate directories (certs.go).
+	certDir string
 
 	// Owned by the Run goroutine (and by the first apply, before Run starts).
 	// slots is which member holds which server slot (slots.go).
@@ -186,6 +191,13 @@ type Reconciler struct {
 	// loadedMaps are the map contents haproxy is known to run, by path (nil: not known,
 	// e.g. after a restart of clbd: checked against haproxy at the next apply).
 	loadedMaps map[string][]byte
+	// certs are the certificate changes written to the files and not yet known to the
+	// running haproxy (runtime API or reload), by certificate path; certsChecked says whether
+	// haproxy's certificates were compared with the files since clbd started (certs.go).
+	certs        map[string]CertUpdate
+	certsChecked bool
+	// certWarns are the certificate warnings logged last (logged again when they change).
+	certWarns string
 
 	// Guarded by mu: read by Status, Health and the API goroutines.
 	mu        sync.Mutex
@@ -219,9 +231,13 @@ func New(o Options) *Reconciler {
 		reloader: o.Reloader, quiet: o.Quiet, maxWait: o.MaxWait, running: o.Running,
 		metrics: o.Observer, kick: make(chan struct{}, 1), dial: o.Dial, slots: NewSlots(),
 		stats: stats.New(HealthInterval, StatsWindow), mapDir: o.MapDir, maps: o.Maps,
+		certDir: o.CertDir, certs: map[string]CertUpdate{},
 	}
 	if r.mapDir == "" {
 		r.mapDir = config.MapDir(o.Output)
+	}
+	if r.certDir == "" {
+		r.certDir = config.CertDir(o.Output)
 	}
 	if r.log == nil {
 		r.log = slog.New(slog.DiscardHandler)
@@ -572,7 +588,7 @@ func (r *Reconciler) render() ([]byte, render.Data, uint64, error) {
 	cfg := r.config()
 	r.slots.Assign(cfg, snap, r.busySlot)
 	data := Desired(cfg, snap, r.slots, render.Data{TemplateSource: source, AdminSocket: r.admin, ServerStateFile: r.stateFile})
-	data.GatewayConfig, data.Maps, err = Gateways(cfg, r.mapDir)
+	data.GatewayConfig, data.Maps, data.Certs, err = Gateways(cfg, r.mapDir, r.certDir)
 	if err != nil {
 		return nil, render.Data{}, 0, err
 	}
@@ -694,6 +710,11 @@ func (r *Reconciler) install(ctx context.Context, out []byte, data render.Data, 
 		return result{Err: err}
 	}
 	changed := r.changedMaps(data.Maps)
+	updates, err := WriteCerts(data.Certs)
+	r.pendCerts(updates)
+	if err != nil {
+		return result{Err: err}
+	}
 	if same && r.fileStale {
 		// haproxy runs out, the file is behind (a write failed): write it again.
 		if err := r.writeOutput(out); err != nil {
@@ -709,7 +730,25 @@ func (r *Reconciler) install(ctx context.Context, out []byte, data render.Data, 
 		if r.layout.service == nil {
 			r.layout = newLayout(*r.installedCfg, data)
 		}
+		// Certificates changed in the files: through the runtime API when haproxy runs (an
+		// error, or a difference found by the first check after clbd started, takes a reload).
+		nCerts, certErr := r.applyCerts(ctx, data, running)
+		if certErr != nil {
+			if !reload {
+				return result{deferred: true}
+			}
+			r.log.Warn("runtime certificate change failed; applying it by a reload instead", "err", certErr)
+			res := r.reloadWithMaps(ctx, out, prev, running, r.installedCfg, r.layout, data.Maps)
+			res.runtimeErr = certErr
+			if res.Err == nil {
+				res.Path = PathFallback
+			}
+			return res
+		}
 		if len(changed) == 0 {
+			if nCerts > 0 {
+				return result{Path: PathRuntimeCerts}
+			}
 			return result{Path: PathUnchanged}
 		}
 		return r.installMaps(ctx, out, prev, data, changed, running, reload)
@@ -723,6 +762,12 @@ func (r *Reconciler) install(ctx context.Context, out []byte, data render.Data, 
 			r.installedCfg = &p
 		}
 		res, ok := r.installRuntime(ctx, *r.installedCfg, next, lay, out)
+		if ok && res.Err == nil {
+			// haproxy.cfg changed in servers only: certificates go through the runtime too.
+			if _, err := r.applyCerts(ctx, data, running); err != nil {
+				ok, res = false, result{Err: err}
+			}
+		}
 		if ok && (res.Err != nil || len(changed) == 0 || r.maps == nil) {
 			return res
 		}
@@ -924,6 +969,8 @@ func (r *Reconciler) installReload(ctx context.Context, out, prev []byte, runnin
 		}
 		r.endDrains(nil)
 	}
+	// haproxy read the certificate files (reloaded, or it reads them when it starts).
+	r.certsLoaded(!running || r.reloader != nil)
 	r.installedOK(out, next, lay)
 	return result{Path: path}
 }

@@ -82,8 +82,9 @@ func TestRenderGolden(t *testing.T) {
 			}
 			data := Desired(&cfg, store.Snapshot{Members: rc.Members}, nil,
 				render.Data{TemplateSource: source, AdminSocket: "/run/clb/admin.sock", ServerStateFile: "/var/lib/clb-server/haproxy.state"})
-			mapDir := filepath.Join(t.TempDir(), "clb-maps")
-			data.GatewayConfig, data.Maps, err = Gateways(&cfg, mapDir)
+			tmp := t.TempDir()
+			mapDir := filepath.Join(tmp, "clb-maps")
+			data.GatewayConfig, data.Maps, data.Certs, err = Gateways(&cfg, mapDir, filepath.Join(tmp, "clb-certs"))
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -311,16 +311,17 @@ func renderCmd(c *cli.Context, stdout io.Writer, check bool) error {
 	data := reconcile.Desired(cfg, snap, reconcile.PlanSlots(installed, cfg, snap), env)
 	// The gateways' map files: beside the output for render; for check, in a directory of
 	// its own that haproxy -c reads (the installed ones are not touched).
-	mapDir := config.MapDir(cfg.Output)
+	// https gateways' certificates likewise (render only reads and validates them).
+	mapDir, certDir := config.MapDir(cfg.Output), config.CertDir(cfg.Output)
 	if check && len(cfg.Gateways) > 0 {
 		tmp, err := os.MkdirTemp("", "clbd-check-maps-*")
 		if err != nil {
 			return cli.Exit(err.Error(), ExitFailure)
 		}
 		defer os.RemoveAll(tmp)
-		mapDir = tmp
+		mapDir, certDir = filepath.Join(tmp, config.MapDirName), filepath.Join(tmp, config.CertDirName)
 	}
-	data.GatewayConfig, data.Maps, err = reconcile.Gateways(cfg, mapDir)
+	data.GatewayConfig, data.Maps, data.Certs, err = reconcile.Gateways(cfg, mapDir, certDir)
 	if err != nil {
 		return cli.Exit(err.Error(), ExitConfig)
 	}
@@ -330,6 +331,9 @@ func renderCmd(c *cli.Context, stdout io.Writer, check bool) error {
 	}
 	if check {
 		if _, err := reconcile.WriteMaps(data.Maps); err != nil {
+			return cli.Exit(err.Error(), ExitFailure)
+		}
+		if _, err := reconcile.WriteCerts(data.Certs); err != nil {
 			return cli.Exit(err.Error(), ExitFailure)
 		}
 	}

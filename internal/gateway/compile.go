@@ -4,7 +4,9 @@ import (
 	"clb/internal/haproxy"
 	"fmt"
 	"hash/fnv"
+	"net"
 	"sort"
+	"strconv"
 	"strings"
 )
 
@@ -77,7 +79,8 @@ func (c *Compiled) MapNames() []string {
 //
 // Per gateway, domains.map (map_str on the Host header without port, lower-cased) gives a
 // domain's mode and its no-match backend: "t|B" (the tree maps), "sNN|B" (regex shard NN) or
-// "r|" (redirect to https). Tree domains' routes are exact.map (map_str on "host@path") and
+// "r|https://HOST[:PORT]" (redirect to the https gateway that serves the domain, 443 when
+// none does). Tree domains' routes are exact.map (map_str on "host@path") and
 // prefix.map (map_beg on "host@path": the longest prefix). A domain goes to the tree when all
 // its routes are path_exact, path_prefix, path_segment_prefix or catch-all, with no rewrite
 // and no other condition; a route entry an earlier one covers is left out, after which the
@@ -123,7 +126,7 @@ func Compile(gateways map[string]Gateway, t Targets) (*Compiled, error) {
 			c.Domains[name][h] = entries
 			noMatch := StatusBackend(orDefault(d.NoMatchStatus))
 			if d.RedirectHTTPS && (g.Protocol == "" || g.Protocol == "http") {
-				doms = append(doms, haproxy.MapEntry{Key: h, Value: "r|"})
+				doms = append(doms, haproxy.MapEntry{Key: h, Value: "r|" + haproxy.RedirectOrigin(h, httpsPort(gateways, h))})
 				continue
 			}
 			if isTree(entries) {
@@ -331,4 +334,26 @@ func lookahead(b *strings.Builder, c Cond) {
 		b.WriteString(pcre(c.re.tree, false))
 		b.WriteByte(')')
 	}
+}
+
+// httpsPort is the port of the https gateway (the first by name) that serves host: where a
+// domain's redirect_https sends clients; 443 when no https gateway has the domain.
+func httpsPort(gateways map[string]Gateway, host string) int {
+	names := make([]string, 0, len(gateways))
+	for n := range gateways {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for _, n := range names {
+		g := gateways[n]
+		if _, ok := g.Domains[host]; !ok || g.Protocol != "https" {
+			continue
+		}
+		if _, port, err := net.SplitHostPort(g.Bind); err == nil {
+			if p, err := strconv.Atoi(port); err == nil {
+				return p
+			}
+		}
+	}
+	return 443
 }

@@ -6,6 +6,8 @@ import (
 	"net/http"
 	"strings"
 	"text/template"
+
+	"clb/internal/haproxy"
 )
 
 // ScaffoldTemplate is the text/template of the gateways' haproxy sections: one frontend per
@@ -25,6 +27,8 @@ type ScaffoldData struct {
 	MapDir         string
 	Frontends      []Frontend
 	StatusBackends []StatusBackendData
+	// Forwarded are the X-Forwarded-* lines of every frontend (haproxy.ForwardedHeaders).
+	Forwarded []string
 }
 
 // StatusBackends lists the scaffold's fixed-status backends (one per Statuses entry).
@@ -52,7 +56,7 @@ func RenderScaffold(mapDir string, c *Compiled) (string, error) {
 		return "", fmt.Errorf("%w: map directory %q: want an absolute path without spaces, quotes, # or backslashes", ErrInvalid, mapDir)
 	}
 	var b strings.Builder
-	err := scaffold.Execute(&b, ScaffoldData{MapDir: strings.TrimSuffix(mapDir, "/"), Frontends: c.Frontends, StatusBackends: StatusBackends()})
+	err := scaffold.Execute(&b, ScaffoldData{MapDir: strings.TrimSuffix(mapDir, "/"), Frontends: c.Frontends, StatusBackends: StatusBackends(), Forwarded: haproxy.ForwardedHeaders()})
 	if err != nil {
 		return "", fmt.Errorf("render gateway scaffold: %w", err)
 	}

@@ -41,6 +41,19 @@ type Data struct {
 	// Maps are the gateways' map files (absolute path → content), written next to the
 	// output before haproxy reads them; not part of the template.
 	Maps map[string]MapFile
+	// Certs are the https gateways' certificates (validated), written into their
+	// directories before haproxy reads the crt-lists; not part of the template.
+	Certs []CertSet
+}
+
+// CertSet is one https gateway's certificates: the directory holding clb's copies and the
+// crt-list the gateway's bind reads (haproxy.CertDir), and each domain's PEM.
+type CertSet struct {
+	Dir  haproxy.CertDir
+	PEMs map[string][]byte
+	// Warnings are the certificates' validation warnings, and the domains whose certificate
+	// could not be read or was refused (they keep their last good one or get the default).
+	Warnings []string
 }
 
 // MapFile is one haproxy map file: its ordered entries (what the runtime API loads) and the
