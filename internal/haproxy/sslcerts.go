@@ -38,7 +38,6 @@ import (
 	"fmt"
 	"maps"
 	"math/big"
-	"net"
 	"os"
 	"path/filepath"
 	"slices"
@@ -449,36 +448,15 @@ func sslCmd(ctx context.Context, socket, cmd string, payload []byte, ok ...strin
 	return fmt.Errorf("%s: %s", cmd, firstLines(ans, 3))
 }
 
-// adminRaw sends one command (and payload) on its own admin-socket connection and returns
-// the answer, trimmed.
+// adminRaw sends one command (and payload) on its own admin-socket connection
+// (AdminCommand) and returns the answer, trimmed.
 func adminRaw(ctx context.Context, socket, cmd string, payload []byte) (string, error) {
-	ctx, cancel := withDefaultTimeout(ctx, 5*time.Second)
-	defer cancel()
-	var d net.Dialer
-	conn, err := d.DialContext(ctx, "unix", socket)
-	if err != nil {
-		return "", fmt.Errorf("%s: %w", cmd, err)
-	}
-	defer conn.Close()
-	if dl, ok := ctx.Deadline(); ok {
-		conn.SetDeadline(dl)
-	}
-	var b bytes.Buffer
-	b.WriteString(cmd)
+	var lines []string
 	if payload != nil {
-		b.WriteString(" <<\n")
-		b.Write(bytes.TrimRight(payload, "\n"))
-		b.WriteString("\n")
+		lines = strings.Split(strings.TrimRight(string(payload), "\n"), "\n")
 	}
-	b.WriteString("\n")
-	if _, err := conn.Write(b.Bytes()); err != nil {
-		return "", fmt.Errorf("%s: %w", cmd, err)
-	}
-	var out bytes.Buffer
-	if _, err := out.ReadFrom(conn); err != nil {
-		return "", fmt.Errorf("%s: %w", cmd, err)
-	}
-	return strings.TrimSpace(out.String()), nil
+	out, err := AdminCommand(ctx, socket, cmd, lines...)
+	return strings.TrimSpace(out), err
 }
 
 // ErrCertsDiffer is wrapped by CheckCerts when haproxy does not serve what the files say.
