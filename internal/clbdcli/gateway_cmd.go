@@ -25,20 +25,7 @@ import (
 func gatewayCommand(stdout, stderr io.Writer) *cli.Command {
 	noWait := &cli.BoolFlag{Name: "no-wait", Usage: "answer once the change is saved (202) instead of once haproxy routes by it"}
 	flags := func() []cli.Flag { return append(opFlags(), noWait) }
-	gw := func(c *cli.Context, i int) (string, error) {
-		name := c.Args().Get(i)
-		if err := gateway.ValidateGatewayName(name); err != nil {
-			return "", cli.Exit(err.Error(), ExitUsage)
-		}
-		return name, nil
-	}
-	host := func(c *cli.Context, i int) (string, error) {
-		h := c.Args().Get(i)
-		if !gateway.ValidHost(h) {
-			return "", cli.Exit(fmt.Sprintf("domain %q: want a lower-case host name without port", h), ExitUsage)
-		}
-		return h, nil
-	}
+	gw := gatewayArg
 	run := func(c *cli.Context, method, path string, body []byte) error {
 		return withClient(c, func(ctx context.Context, cl *apiClient) error {
 			raw, _, err := cl.call(ctx, method, path, body)
@@ -110,29 +97,15 @@ func gatewayCommand(stdout, stderr io.Writer) *cli.Command {
 				Subcommands: []*cli.Command{
 					{Name: "get", ArgsUsage: "GATEWAY HOST", Usage: "one domain", Flags: opFlags(),
 						Action: func(c *cli.Context) error {
-							if err := wantArgs(c, "gateway domain get", "GATEWAY", "HOST"); err != nil {
-								return err
-							}
-							name, err := gw(c, 0)
+							path, err := domainPath(c, "gateway domain get")
 							if err != nil {
 								return err
 							}
-							h, err := host(c, 1)
-							if err != nil {
-								return err
-							}
-							return run(c, "GET", "/v1/gateways/"+url.PathEscape(name)+"/domains/"+url.PathEscape(h), nil)
+							return run(c, "GET", path, nil)
 						}},
 					{Name: "put", ArgsUsage: "GATEWAY HOST FILE", Usage: "define or replace a domain (routes, no_match_status, ...) from FILE", Flags: flags(),
 						Action: func(c *cli.Context) error {
-							if err := wantArgs(c, "gateway domain put", "GATEWAY", "HOST", "FILE"); err != nil {
-								return err
-							}
-							name, err := gw(c, 0)
-							if err != nil {
-								return err
-							}
-							h, err := host(c, 1)
+							path, err := domainPath(c, "gateway domain put", "FILE")
 							if err != nil {
 								return err
 							}
@@ -141,22 +114,15 @@ func gatewayCommand(stdout, stderr io.Writer) *cli.Command {
 							if err != nil {
 								return err
 							}
-							return run(c, "PUT", "/v1/gateways/"+url.PathEscape(name)+"/domains/"+url.PathEscape(h)+waitQuery(c), body)
+							return run(c, "PUT", path+waitQuery(c), body)
 						}},
 					{Name: "delete", ArgsUsage: "GATEWAY HOST", Usage: "remove a domain", Flags: flags(),
 						Action: func(c *cli.Context) error {
-							if err := wantArgs(c, "gateway domain delete", "GATEWAY", "HOST"); err != nil {
-								return err
-							}
-							name, err := gw(c, 0)
+							path, err := domainPath(c, "gateway domain delete")
 							if err != nil {
 								return err
 							}
-							h, err := host(c, 1)
-							if err != nil {
-								return err
-							}
-							return run(c, "DELETE", "/v1/gateways/"+url.PathEscape(name)+"/domains/"+url.PathEscape(h)+waitQuery(c), nil)
+							return run(c, "DELETE", path+waitQuery(c), nil)
 						}},
 				}},
 		},
@@ -189,4 +155,39 @@ func readDefinition(path string, v any) ([]byte, error) {
 		return nil, cli.Exit(err.Error(), ExitDataErr)
 	}
 	return out, nil
+}
+
+// domainPath checks a domain command's arguments (GATEWAY HOST, then more) and returns the
+// domain's API path.
+func domainPath(c *cli.Context, cmd string, more ...string) (string, error) {
+	if err := wantArgs(c, cmd, append([]string{"GATEWAY", "HOST"}, more...)...); err != nil {
+		return "", err
+	}
+	name, err := gatewayArg(c, 0)
+	if err != nil {
+		return "", err
+	}
+	h, err := hostArg(c, 1)
+	if err != nil {
+		return "", err
+	}
+	return "/v1/gateways/" + url.PathEscape(name) + "/domains/" + url.PathEscape(h), nil
+}
+
+// gatewayArg is argument i, a gateway name.
+func gatewayArg(c *cli.Context, i int) (string, error) {
+	name := c.Args().Get(i)
+	if err := gateway.ValidateGatewayName(name); err != nil {
+		return "", cli.Exit(err.Error(), ExitUsage)
+	}
+	return name, nil
+}
+
+// hostArg is argument i, a domain's host name.
+func hostArg(c *cli.Context, i int) (string, error) {
+	h := c.Args().Get(i)
+	if !gateway.ValidHost(h) {
+		return "", cli.Exit(fmt.Sprintf("domain %q: want a lower-case host name without port", h), ExitUsage)
+	}
+	return h, nil
 }
